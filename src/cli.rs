@@ -1,0 +1,115 @@
+//! The command line (SPEC section 2), as clap derive types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fleetfix",
+    version,
+    about = "Run TOML playbooks over SSH across a fleet, in parallel, with live progress"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a playbook on the selected nodes
+    Run {
+        /// The playbook file
+        playbook: PathBuf,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Validate playbook and inventory; connects to nothing
+    Check {
+        playbook: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print, per node, exactly what would run (rendered); connects to nothing
+    Plan {
+        playbook: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run one ad-hoc shell command on the selected nodes
+    Exec {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        conn: Connection,
+        /// Stop after this long (e.g. 30s)
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+        /// Run it with `sudo -n`
+        #[arg(long)]
+        sudo: bool,
+        /// The command, after `--`
+        #[arg(last = true, required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
+    /// List the selected nodes with their resolved settings
+    Nodes {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// Options every command shares.
+#[derive(Debug, Args, Clone)]
+pub struct Common {
+    /// Inventory file [default: ./inventory.toml]
+    #[arg(short = 'i', long, env = "FLEETFIX_INVENTORY", value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Comma-separated node names, group names or globs; `!pat` excludes
+    #[arg(short = 'l', long, value_name = "PATTERNS")]
+    pub limit: Option<String>,
+    /// KEY=VALUE; overrides every other variable source (repeatable)
+    #[arg(short = 'e', long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// Most nodes in flight at once [default: the playbook's, else 100]
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
+    /// human, or JSON Lines events on stdout
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// Progress bars: only on a terminal by default
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+    /// More log output (repeat for more)
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Less log output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+/// Options of commands that connect.
+#[derive(Debug, Args, Clone)]
+pub struct Connection {
+    /// known_hosts file [default: ~/.ssh/known_hosts]
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// Trust-on-first-use: learn unknown host keys; a changed key is still refused
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    Auto,
+    Always,
+    Never,
+}

@@ -1,0 +1,182 @@
+//! The one stream of events the executor produces; every writer (bars, plain
+//! log, JSON Lines, summary) consumes it and none lives in the executor.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+/// A step's outcome (SPEC section 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Ok,
+    Changed,
+    Skipped,
+    Failed,
+}
+
+/// A node's outcome (SPEC section 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    Ok,
+    Changed,
+    Failed,
+    Unreachable,
+    NotRun,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Ok => "ok",
+            NodeStatus::Changed => "changed",
+            NodeStatus::Failed => "failed",
+            NodeStatus::Unreachable => "unreachable",
+            NodeStatus::NotRun => "not_run",
+        }
+    }
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Ok => "ok",
+            StepStatus::Changed => "changed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One finished step on one node.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    pub node: Arc<str>,
+    pub step: String,
+    /// Position in `[[steps]]` (or `[[on_failure]]` when `on_failure`).
+    pub index: usize,
+    pub on_failure: bool,
+    pub status: StepStatus,
+    pub attempt: u32,
+    pub exit: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration_ms: u64,
+    /// Why it failed or was skipped, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Node counts per status, and the exit code they mean.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub nodes: usize,
+    pub ok: usize,
+    pub changed: usize,
+    pub failed: usize,
+    pub unreachable: usize,
+    pub not_run: usize,
+    pub exit_code: i32,
+    pub duration_ms: u64,
+}
+
+impl Summary {
+    pub fn add(&mut self, status: NodeStatus) {
+        self.nodes += 1;
+        match status {
+            NodeStatus::Ok => self.ok += 1,
+            NodeStatus::Changed => self.changed += 1,
+            NodeStatus::Failed => self.failed += 1,
+            NodeStatus::Unreachable => self.unreachable += 1,
+            NodeStatus::NotRun => self.not_run += 1,
+        }
+    }
+
+    /// SPEC section 2: 1 if any node failed, else 6 if any was unreachable.
+    pub fn compute_exit_code(&self) -> i32 {
+        if self.failed > 0 {
+            1
+        } else if self.unreachable > 0 {
+            6
+        } else {
+            0
+        }
+    }
+}
+
+/// Everything that happens during a run, in order.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        playbook: String,
+        nodes: Vec<Arc<str>>,
+    },
+    BatchStarted {
+        batch: usize,
+        batches: usize,
+        nodes: Vec<Arc<str>>,
+    },
+    NodeStarted {
+        node: Arc<str>,
+    },
+    /// An attempt of a step begins (drives the bars; not part of JSON output).
+    StepStarted {
+        node: Arc<str>,
+        step: String,
+        index: usize,
+        steps: usize,
+        attempt: u32,
+        on_failure: bool,
+    },
+    StepFinished(StepResult),
+    NodeFinished {
+        node: Arc<str>,
+        status: NodeStatus,
+        error: Option<String>,
+        duration_ms: u64,
+        /// Captured values named by the playbook's `report_vars`.
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        report: BTreeMap<String, String>,
+    },
+    BatchFinished {
+        batch: usize,
+    },
+    RunFinished {
+        summary: Summary,
+    },
+}
+
+/// An event with the time it happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stamped {
+    pub ts: jiff::Timestamp,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Where the executor sends events; cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct EventSink {
+    tx: mpsc::UnboundedSender<Arc<Stamped>>,
+}
+
+impl EventSink {
+    pub fn channel() -> (Self, mpsc::UnboundedReceiver<Arc<Stamped>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (EventSink { tx }, rx)
+    }
+
+    pub fn emit(&self, event: Event) {
+        let stamped = Stamped {
+            ts: jiff::Timestamp::now(),
+            event,
+        };
+        // A closed receiver means output is gone; the run still completes.
+        let _ = self.tx.send(Arc::new(stamped));
+    }
+}

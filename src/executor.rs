@@ -1,0 +1,446 @@
+//! Runs a job: nodes in parallel up to the concurrency, batch by batch, each
+//! node's steps in order over its one connection. It only emits events;
+//! what they look like is the writers' business.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::events::{Event, EventSink, NodeStatus, StepResult, StepStatus, Summary};
+use crate::job::{Job, RenderedExpect, RenderedStep, StepRef};
+use crate::local;
+use crate::playbook::Action;
+use crate::ssh::{Connector, ExecOutput, ExecRequest, ExitStatus, Session, SessionError};
+use crate::template::shell_quote;
+use crate::vars::Vars;
+
+/// Default cap of captured output per stream and step.
+pub const DEFAULT_OUTPUT_CAP: usize = 256 * 1024;
+
+/// Knobs of an execution that are not part of the job itself.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub output_cap: usize,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            output_cap: DEFAULT_OUTPUT_CAP,
+        }
+    }
+}
+
+/// What every node task shares.
+struct Shared<C> {
+    job: Arc<Job>,
+    connector: Arc<C>,
+    events: EventSink,
+    opts: ExecOptions,
+}
+
+/// Runs the job to completion and returns its summary (also emitted).
+pub async fn run<C: Connector>(
+    job: Arc<Job>,
+    connector: Arc<C>,
+    events: EventSink,
+    opts: ExecOptions,
+) -> Summary {
+    let started = Instant::now();
+    let shared = Arc::new(Shared {
+        job: job.clone(),
+        connector,
+        events: events.clone(),
+        opts,
+    });
+    events.emit(Event::RunStarted {
+        run_id: job.run.id.clone(),
+        playbook: job.playbook.name.clone(),
+        nodes: job.nodes.iter().map(|n| n.name.clone()).collect(),
+    });
+    let mut summary = Summary::default();
+    let all: Vec<usize> = (0..job.nodes.len()).collect();
+    let batches = [all];
+    for (b, batch) in batches.iter().enumerate() {
+        events.emit(Event::BatchStarted {
+            batch: b + 1,
+            batches: batches.len(),
+            nodes: batch.iter().map(|&i| job.nodes[i].name.clone()).collect(),
+        });
+        for status in run_batch(&shared, batch).await {
+            summary.add(status);
+        }
+        events.emit(Event::BatchFinished { batch: b + 1 });
+    }
+    summary.exit_code = summary.compute_exit_code();
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    events.emit(Event::RunFinished {
+        summary: summary.clone(),
+    });
+    summary
+}
+
+/// Runs one batch's nodes, at most `concurrency` at a time.
+async fn run_batch<C: Connector>(shared: &Arc<Shared<C>>, batch: &[usize]) -> Vec<NodeStatus> {
+    let permits = Arc::new(Semaphore::new(shared.job.concurrency));
+    let mut tasks = JoinSet::new();
+    for &i in batch {
+        let shared = shared.clone();
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return NodeStatus::NotRun;
+            };
+            run_node(&shared, i).await
+        });
+    }
+    let mut out = Vec::with_capacity(batch.len());
+    while let Some(r) = tasks.join_next().await {
+        out.push(r.unwrap_or(NodeStatus::Failed));
+    }
+    out
+}
+
+/// How a node's run ended, before it is reported.
+struct NodeEnd {
+    status: NodeStatus,
+    error: Option<String>,
+}
+
+async fn run_node<C: Connector>(shared: &Shared<C>, i: usize) -> NodeStatus {
+    let job = &shared.job;
+    let node = &job.nodes[i];
+    let started = Instant::now();
+    shared.events.emit(Event::NodeStarted {
+        node: node.name.clone(),
+    });
+    let mut vars = job.node_vars[i].clone();
+    let end = match shared.connector.connect(node).await {
+        Err(e) => NodeEnd {
+            status: NodeStatus::Unreachable,
+            error: Some(e.to_string()),
+        },
+        Ok(session) => {
+            let end = NodeRun {
+                shared,
+                node: i,
+                session: &session,
+            }
+            .run(&mut vars)
+            .await;
+            session.close().await;
+            end
+        }
+    };
+    let report = job
+        .playbook
+        .report_vars
+        .iter()
+        .filter_map(|name| {
+            let v = vars.get(name.get_ref().as_str())?;
+            Some((name.get_ref().clone(), v.to_string()))
+        })
+        .collect::<BTreeMap<_, _>>();
+    shared.events.emit(Event::NodeFinished {
+        node: node.name.clone(),
+        status: end.status,
+        error: end.error,
+        duration_ms: started.elapsed().as_millis() as u64,
+        report,
+    });
+    end.status
+}
+
+/// One node's steps over its open session.
+struct NodeRun<'a, C: Connector> {
+    shared: &'a Shared<C>,
+    node: usize,
+    session: &'a C::Session,
+}
+
+/// A step's end as the node loop sees it.
+enum StepEnd {
+    Done(StepStatus),
+    Lost(String),
+}
+
+impl<C: Connector> NodeRun<'_, C> {
+    async fn run(&self, vars: &mut Vars) -> NodeEnd {
+        let job = &self.shared.job;
+        let mut changed = false;
+        let mut failed: Option<String> = None;
+        for r in job.step_refs(false) {
+            match self.step(r, vars).await {
+                StepEnd::Lost(msg) => {
+                    return NodeEnd {
+                        status: NodeStatus::Unreachable,
+                        error: Some(format!("step `{}`: {msg}", job.step(r).name)),
+                    };
+                }
+                StepEnd::Done(StepStatus::Changed) => changed = true,
+                StepEnd::Done(StepStatus::Failed) if !job.step(r).ignore_failure => {
+                    failed = Some(format!("step `{}` failed", job.step(r).name));
+                    break;
+                }
+                StepEnd::Done(_) => {}
+            }
+        }
+        let Some(error) = failed else {
+            let status = if changed {
+                NodeStatus::Changed
+            } else {
+                NodeStatus::Ok
+            };
+            return NodeEnd {
+                status,
+                error: None,
+            };
+        };
+        for r in job.step_refs(true) {
+            if let StepEnd::Lost(msg) = self.step(r, vars).await {
+                return NodeEnd {
+                    status: NodeStatus::Unreachable,
+                    error: Some(format!(
+                        "{error}; then on_failure step `{}`: {msg}",
+                        job.step(r).name
+                    )),
+                };
+            }
+        }
+        NodeEnd {
+            status: NodeStatus::Failed,
+            error: Some(error),
+        }
+    }
+
+    /// Runs one step: guards, attempts, expectations, capture; emits its result.
+    async fn step(&self, r: StepRef, vars: &mut Vars) -> StepEnd {
+        let job = &self.shared.job;
+        let step = job.step(r);
+        let started = Instant::now();
+        let mut result = StepResult {
+            node: job.nodes[self.node].name.clone(),
+            step: step.name.clone(),
+            index: r.index,
+            on_failure: r.on_failure,
+            status: StepStatus::Failed,
+            attempt: 0,
+            exit: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            duration_ms: 0,
+            error: None,
+        };
+        let end = self.attempt_all(r, vars, &mut result).await;
+        result.duration_ms = started.elapsed().as_millis() as u64;
+        if let (Some(c), StepStatus::Skipped) = (&step.capture, result.status) {
+            vars.insert(c.get_ref().clone(), minijinja::Value::from(""));
+        }
+        self.shared.events.emit(Event::StepFinished(result));
+        end
+    }
+
+    async fn attempt_all(&self, r: StepRef, vars: &mut Vars, result: &mut StepResult) -> StepEnd {
+        let job = &self.shared.job;
+        let step = job.step(r);
+        match job.when(r, vars) {
+            Ok(true) => {}
+            Ok(false) => return self.skip(result, "`when` is false"),
+            Err(e) => return fail(result, e.render()),
+        }
+        let rendered = match job.render(r, vars) {
+            Ok(x) => x,
+            Err(e) => return fail(result, e.render()),
+        };
+        if let Some(guard) = &rendered.unless {
+            match self.exec(r, guard, &rendered.env, None).await {
+                Ok(out) if out.status == ExitStatus::Code(0) => {
+                    return self.skip(result, "`unless` command exited 0");
+                }
+                Ok(_) => {}
+                Err(SessionError::Lost(m)) => return StepEnd::Lost(m),
+                Err(e) => return fail(result, format!("`unless` could not run: {e}")),
+            }
+        }
+        let attempts = step.retries + 1;
+        for attempt in 1..=attempts {
+            result.attempt = attempt;
+            self.shared.events.emit(Event::StepStarted {
+                node: result.node.clone(),
+                step: step.name.clone(),
+                index: r.index,
+                steps: if r.on_failure {
+                    job.playbook.on_failure.len()
+                } else {
+                    job.playbook.steps.len()
+                },
+                attempt,
+                on_failure: r.on_failure,
+            });
+            let out = match self
+                .exec(r, &rendered.script, &rendered.env, step.timeout)
+                .await
+            {
+                Ok(out) => out,
+                Err(SessionError::Lost(m)) => {
+                    result.error = Some(m.clone());
+                    return StepEnd::Lost(m);
+                }
+                Err(e) => return fail(result, e.to_string()),
+            };
+            result.exit = out.status.code();
+            result.stdout = out.stdout.text();
+            result.stderr = out.stderr.text();
+            match check(&out, &rendered, step.timeout, step.sudo) {
+                None => {
+                    result.error = None;
+                    result.status = if step.changes {
+                        StepStatus::Changed
+                    } else {
+                        StepStatus::Ok
+                    };
+                    if let Some(c) = &step.capture {
+                        vars.insert(
+                            c.get_ref().clone(),
+                            minijinja::Value::from(result.stdout.trim()),
+                        );
+                    }
+                    return StepEnd::Done(result.status);
+                }
+                Some(why) => result.error = Some(why),
+            }
+            if attempt < attempts {
+                tokio::time::sleep(step.retry_delay).await;
+            }
+        }
+        result.status = StepStatus::Failed;
+        StepEnd::Done(StepStatus::Failed)
+    }
+
+    fn skip(&self, result: &mut StepResult, why: &str) -> StepEnd {
+        result.status = StepStatus::Skipped;
+        result.error = Some(why.to_string());
+        StepEnd::Done(StepStatus::Skipped)
+    }
+
+    /// Runs a script on the node (or the runner, for `local`).
+    async fn exec(
+        &self,
+        r: StepRef,
+        script: &str,
+        env: &[(String, String)],
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutput, SessionError> {
+        let step = self.shared.job.step(r);
+        let (shell, local) = match &step.action {
+            Action::Run { shell, .. } => (shell, false),
+            Action::Local { shell, .. } => (shell, true),
+        };
+        let req = ExecRequest {
+            shell: shell.clone(),
+            sudo: step.sudo,
+            stdin: script_input(script, env).into_bytes(),
+            timeout,
+            output_cap: self.shared.opts.output_cap,
+        };
+        if local {
+            local::exec(&req).await
+        } else {
+            self.session.exec(req).await
+        }
+    }
+}
+
+fn fail(result: &mut StepResult, why: String) -> StepEnd {
+    result.status = StepStatus::Failed;
+    result.error = Some(why);
+    StepEnd::Done(StepStatus::Failed)
+}
+
+/// The stdin of the shell: environment exports and the script, as one brace
+/// group read completely before it runs, with its stdin from /dev/null so
+/// that no command of the script can swallow the rest of it.
+pub fn script_input(script: &str, env: &[(String, String)]) -> String {
+    let mut s = String::with_capacity(script.len() + 32);
+    s.push_str("{\n");
+    for (k, v) in env {
+        s.push_str(&format!("export {k}={}\n", shell_quote(v)));
+    }
+    s.push_str(script);
+    if !script.ends_with('\n') {
+        s.push('\n');
+    }
+    s.push_str("} </dev/null\n");
+    s
+}
+
+/// Why an attempt's output fails its expectations, if it does.
+fn check(
+    out: &ExecOutput,
+    r: &RenderedStep,
+    timeout: Option<Duration>,
+    sudo: bool,
+) -> Option<String> {
+    let e: &RenderedExpect = &r.expect;
+    let code = match &out.status {
+        ExitStatus::TimedOut => {
+            let secs = timeout.map(|t| t.as_secs_f64()).unwrap_or_default();
+            return Some(format!(
+                "timed out after {secs}s; the remote process group was ended"
+            ));
+        }
+        ExitStatus::Signal(s) => return Some(format!("killed by signal {s}")),
+        ExitStatus::Unknown => return Some("the command ended without an exit status".into()),
+        ExitStatus::Code(c) => *c,
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr.bytes);
+    if sudo && code != 0 && stderr.contains("a password is required") {
+        return Some(
+            "sudo needs a password on this node; fleetfix runs `sudo -n` and never types \
+             passwords: allow NOPASSWD for this user, or drop `sudo`"
+                .into(),
+        );
+    }
+    if !e.exit.contains(&code) {
+        return Some(format!("exit code {code}, expected {}", list(&e.exit)));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout.bytes);
+    if let Some(want) = &e.stdout_contains
+        && !stdout.contains(want.as_str())
+    {
+        return Some(format!("stdout does not contain `{want}`"));
+    }
+    if let Some(re) = &e.stdout_regex
+        && !re.is_match(&stdout)
+    {
+        return Some(format!("stdout does not match /{}/", re.as_str()));
+    }
+    if let Some(bad) = &e.stderr_not_contains
+        && stderr.contains(bad.as_str())
+    {
+        return Some(format!("stderr contains `{bad}`"));
+    }
+    None
+}
+
+fn list(codes: &[i32]) -> String {
+    codes
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_input_wraps_in_a_brace_group() {
+        let s = script_input("echo hi", &[("TOKEN".into(), "a b".into())]);
+        assert_eq!(s, "{\nexport TOKEN='a b'\necho hi\n} </dev/null\n");
+    }
+}

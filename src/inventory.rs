@@ -1,0 +1,240 @@
+//! The fleet: `inventory.toml` loaded into resolved nodes (SPEC section 3).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+use crate::error::{Error, SourceFile};
+use crate::toml_source::{self, expand_tilde};
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawInventory {
+    #[serde(default)]
+    defaults: RawSettings,
+    #[serde(default)]
+    vars: IndexMap<String, toml::Value>,
+    #[serde(default)]
+    nodes: IndexMap<String, Spanned<RawNode>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    user: Option<String>,
+    port: Option<u16>,
+    identity_file: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    host: Option<String>,
+    user: Option<String>,
+    port: Option<u16>,
+    identity_file: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    vars: IndexMap<String, toml::Value>,
+    host_key: Option<Spanned<String>>,
+}
+
+/// How a node's host key is pinned in the inventory instead of known_hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostKeyPin {
+    /// `SHA256:…` as `ssh-keygen -l` prints it.
+    Fingerprint(String),
+    /// A full public key line, `ssh-ed25519 AAAA…`.
+    PublicKey(String),
+}
+
+/// One node with every setting resolved (node, then `[defaults]`, then built-ins).
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: Arc<str>,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// Explicit identity file; `None` means the usual `~/.ssh/id_*`.
+    pub identity_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub groups: Vec<String>,
+    pub vars: IndexMap<String, toml::Value>,
+    pub host_key: Option<HostKeyPin>,
+}
+
+/// The loaded inventory file.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    pub source: SourceFile,
+    pub vars: IndexMap<String, toml::Value>,
+    pub nodes: Vec<Node>,
+}
+
+impl Inventory {
+    /// Loads and validates an inventory file.
+    pub fn load(path: &std::path::Path) -> Result<Self, Error> {
+        let source = SourceFile::read(path, "inventory")?;
+        Self::from_source(source)
+    }
+
+    /// Validates an inventory already in memory.
+    pub fn from_source(source: SourceFile) -> Result<Self, Error> {
+        let raw: RawInventory = toml_source::parse(&source, "inventory")?;
+        let defaults = &raw.defaults;
+        let default_timeout = match &defaults.connect_timeout {
+            Some(t) => toml_source::duration(&source, t)?,
+            None => DEFAULT_CONNECT_TIMEOUT,
+        };
+        let default_user = defaults.user.clone().unwrap_or_else(local_user);
+        let mut nodes = Vec::with_capacity(raw.nodes.len());
+        for (name, spanned) in &raw.nodes {
+            let raw_node = spanned.get_ref();
+            check_name(&source, name, spanned)?;
+            let identity = raw_node
+                .identity_file
+                .as_ref()
+                .or(defaults.identity_file.as_ref())
+                .map(|p| expand_tilde(p.get_ref()));
+            let connect_timeout = match &raw_node.connect_timeout {
+                Some(t) => toml_source::duration(&source, t)?,
+                None => default_timeout,
+            };
+            let host_key = match &raw_node.host_key {
+                Some(k) => Some(parse_pin(&source, k)?),
+                None => None,
+            };
+            nodes.push(Node {
+                name: Arc::from(name.as_str()),
+                host: raw_node.host.clone().unwrap_or_else(|| name.clone()),
+                port: raw_node.port.or(defaults.port).unwrap_or(22),
+                user: raw_node
+                    .user
+                    .clone()
+                    .unwrap_or_else(|| default_user.clone()),
+                identity_file: identity,
+                connect_timeout,
+                groups: raw_node.groups.clone(),
+                vars: raw_node.vars.clone(),
+                host_key,
+            });
+        }
+        if nodes.is_empty() {
+            return Err(Error::at(
+                source.locate(0..0),
+                "the inventory defines no node",
+                "add at least one [nodes.NAME] table with a host",
+            ));
+        }
+        Ok(Inventory {
+            source,
+            vars: raw.vars,
+            nodes,
+        })
+    }
+
+    /// Every group name used by some node, in first-seen order.
+    pub fn groups(&self) -> Vec<&str> {
+        let mut seen: Vec<&str> = Vec::new();
+        for g in self.nodes.iter().flat_map(|n| n.groups.iter()) {
+            if !seen.contains(&g.as_str()) {
+                seen.push(g);
+            }
+        }
+        seen
+    }
+}
+
+fn check_name(source: &SourceFile, name: &str, at: &Spanned<RawNode>) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        return Ok(());
+    }
+    Err(Error::at(
+        source.locate(at.span()),
+        format!("node name `{name}` has characters other than letters, digits, `-`, `_`, `.`"),
+        "rename the node; names are used in file names and --limit patterns",
+    ))
+}
+
+fn parse_pin(source: &SourceFile, key: &Spanned<String>) -> Result<HostKeyPin, Error> {
+    let text = key.get_ref().trim();
+    if let Some(b64) = text.strip_prefix("SHA256:")
+        && !b64.is_empty()
+    {
+        return Ok(HostKeyPin::Fingerprint(text.to_string()));
+    }
+    if russh::keys::ssh_key::PublicKey::from_openssh(text).is_ok() {
+        return Ok(HostKeyPin::PublicKey(text.to_string()));
+    }
+    Err(Error::at(
+        source.locate(key.span()),
+        format!("host_key `{text}` is neither a SHA256 fingerprint nor a public key"),
+        "use the `SHA256:…` fingerprint from `ssh-keygen -lf KEY.pub`, or the key line itself",
+    ))
+}
+
+/// The user ssh would log in as when none is configured.
+fn local_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "root".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Inventory, Error> {
+        Inventory::from_source(SourceFile {
+            path: "inv.toml".into(),
+            text: text.into(),
+        })
+    }
+
+    #[test]
+    fn node_settings_fall_back_to_defaults() {
+        let inv = load(
+            "[defaults]\nuser = \"ops\"\nport = 2222\nconnect_timeout = \"3s\"\n\
+             [nodes.a]\nhost = \"10.0.0.1\"\n[nodes.b]\nport = 22\nuser = \"root\"\n",
+        )
+        .expect("valid inventory");
+        assert_eq!(inv.nodes[0].user, "ops");
+        assert_eq!(inv.nodes[0].port, 2222);
+        assert_eq!(inv.nodes[0].connect_timeout, Duration::from_secs(3));
+        assert_eq!(inv.nodes[1].host, "b");
+        assert_eq!(
+            (inv.nodes[1].user.as_str(), inv.nodes[1].port),
+            ("root", 22)
+        );
+    }
+
+    #[test]
+    fn duplicate_node_is_an_error_with_position() {
+        let err = load("[nodes.a]\nhost = \"x\"\n[nodes.a]\nhost = \"y\"\n").unwrap_err();
+        let text = err.render();
+        assert!(text.contains("inv.toml:3:"), "{text}");
+    }
+
+    #[test]
+    fn bad_pin_is_rejected() {
+        let err = load("[nodes.a]\nhost_key = \"nope\"\n").unwrap_err();
+        assert!(
+            err.render().contains("neither a SHA256"),
+            "{}",
+            err.render()
+        );
+    }
+}

@@ -1,0 +1,359 @@
+//! A job: a playbook bound to the selected nodes, validated before any node
+//! is touched, and rendered per node on demand.
+
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use minijinja::value::Value;
+use regex::{Regex, RegexBuilder};
+
+use crate::error::Error;
+use crate::inventory::{Inventory, Node};
+use crate::playbook::{Playbook, Step, Text};
+use crate::select;
+use crate::template::{self, Mode, Templates};
+use crate::vars::{self, Layers, RunInfo, Vars};
+
+/// The default of `--concurrency` when neither CLI nor playbook set it.
+pub const DEFAULT_CONCURRENCY: usize = 100;
+
+/// Which step of the playbook: a main step or an `[[on_failure]]` step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepRef {
+    pub on_failure: bool,
+    pub index: usize,
+}
+
+/// What the CLI adds to a job.
+#[derive(Debug, Clone, Default)]
+pub struct JobOptions {
+    pub limit: Option<String>,
+    pub overrides: IndexMap<String, String>,
+    pub concurrency: Option<usize>,
+    pub run_id: String,
+}
+
+/// A step's templates rendered for one node.
+#[derive(Debug, Clone)]
+pub struct RenderedStep {
+    pub script: String,
+    pub unless: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub expect: RenderedExpect,
+}
+
+/// A step's expectations rendered for one node.
+#[derive(Debug, Clone, Default)]
+pub struct RenderedExpect {
+    pub exit: Vec<i32>,
+    pub stdout_contains: Option<String>,
+    pub stdout_regex: Option<Regex>,
+    pub stderr_not_contains: Option<String>,
+}
+
+/// A validated job, shared read-only by every node task.
+pub struct Job {
+    pub playbook: Playbook,
+    pub nodes: Vec<Arc<Node>>,
+    /// Each selected node's variables before captures (same order as `nodes`).
+    pub node_vars: Vec<Vars>,
+    pub run: RunInfo,
+    pub concurrency: usize,
+    /// Non-fatal findings of `check`, rendered for a person.
+    pub warnings: Vec<String>,
+    templates: Templates,
+}
+
+impl Job {
+    /// Selects nodes, compiles every template and renders each for every
+    /// node, so that any undefined variable stops the run before it starts.
+    pub fn prepare(
+        inventory: &Inventory,
+        playbook: Playbook,
+        opts: &JobOptions,
+    ) -> Result<Self, Error> {
+        let selected = select::select(&inventory.nodes, opts.limit.as_deref())?;
+        let nodes: Vec<Arc<Node>> = selected
+            .iter()
+            .map(|&i| Arc::new(inventory.nodes[i].clone()))
+            .collect();
+        let run = RunInfo {
+            id: opts.run_id.clone(),
+            playbook: playbook.name.clone(),
+        };
+        let layers = Layers {
+            playbook: &playbook.vars,
+            inventory: &inventory.vars,
+            overrides: &opts.overrides,
+            run: &run,
+        };
+        check_captures(&playbook, &layers, &inventory.nodes)?;
+        let node_vars: Vec<Vars> = nodes.iter().map(|n| layers.for_node(n)).collect();
+        let templates = compile(&playbook)?;
+        let concurrency = opts
+            .concurrency
+            .or(playbook.concurrency)
+            .unwrap_or(DEFAULT_CONCURRENCY)
+            .max(1);
+        let job = Job {
+            warnings: quote_warnings(&playbook),
+            playbook,
+            nodes,
+            node_vars,
+            run,
+            concurrency,
+            templates,
+        };
+        job.check_report_vars()?;
+        for (node, vars) in job.nodes.iter().zip(&job.node_vars) {
+            job.dry_render(vars).map_err(|e| e.for_node(&node.name))?;
+        }
+        Ok(job)
+    }
+
+    pub fn step(&self, r: StepRef) -> &Step {
+        if r.on_failure {
+            &self.playbook.on_failure[r.index]
+        } else {
+            &self.playbook.steps[r.index]
+        }
+    }
+
+    /// Main steps, then on_failure steps, as references.
+    pub fn step_refs(&self, on_failure: bool) -> impl Iterator<Item = StepRef> + use<> {
+        let n = if on_failure {
+            self.playbook.on_failure.len()
+        } else {
+            self.playbook.steps.len()
+        };
+        (0..n).map(move |index| StepRef { on_failure, index })
+    }
+
+    /// Evaluates the step's `when` (true when it has none).
+    pub fn when(&self, r: StepRef, vars: &Vars) -> Result<bool, Error> {
+        let Some(when) = &self.step(r).when else {
+            return Ok(true);
+        };
+        self.templates
+            .eval(&when.text, &vars::context(vars))
+            .map_err(|e| template::error_at(&self.playbook.source, when, &e, "`when`"))
+    }
+
+    /// Renders every template of a step for one node's variables.
+    pub fn render(&self, r: StepRef, vars: &Vars) -> Result<RenderedStep, Error> {
+        let step = self.step(r);
+        let ctx = vars::context(vars);
+        let key = |field: &str| key(r, field);
+        let text = |field: &str, t: &Text, mode: Mode, what: &str| {
+            self.templates
+                .render(&key(field), mode, &ctx)
+                .map_err(|e| template::error_at(&self.playbook.source, t, &e, what))
+        };
+        let script = text("script", step.action.script(), Mode::Shell, "the script")?;
+        let unless = match &step.unless {
+            Some(u) => Some(text("unless", u, Mode::Shell, "`unless`")?),
+            None => None,
+        };
+        let mut env = Vec::with_capacity(step.env.len());
+        for (name, value) in &step.env {
+            env.push((
+                name.clone(),
+                text(&format!("env.{name}"), value, Mode::Text, "`env`")?,
+            ));
+        }
+        let e = &step.expect;
+        let opt = |field: &str, t: &Option<Text>| -> Result<Option<String>, Error> {
+            t.as_ref()
+                .map(|t| text(field, t, Mode::Text, "`expect`"))
+                .transpose()
+        };
+        let stdout_regex = match (&e.stdout_regex, opt("stdout_regex", &e.stdout_regex)?) {
+            (Some(t), Some(src)) => Some(RegexBuilder::new(&src).multi_line(true).build().map_err(|err| {
+                Error::at(
+                    self.playbook.source.locate(t.span.clone()),
+                    format!("stdout_regex is not a valid regular expression: {err}"),
+                    "the syntax is Rust's regex crate (like RE2); `^` and `$` match at line ends",
+                )
+            })?),
+            _ => None,
+        };
+        Ok(RenderedStep {
+            script,
+            unless,
+            env,
+            expect: RenderedExpect {
+                exit: e.exit.clone(),
+                stdout_contains: opt("stdout_contains", &e.stdout_contains)?,
+                stdout_regex,
+                stderr_not_contains: opt("stderr_not_contains", &e.stderr_not_contains)?,
+            },
+        })
+    }
+
+    /// A stand-in value for a capture not yet known (shown as itself by `plan`).
+    pub fn placeholder(name: &str) -> Value {
+        Value::from_safe_string(format!("${{{{ {name} }}}}"))
+    }
+
+    /// Renders every step with captures stood in, to find errors early.
+    fn dry_render(&self, base: &Vars) -> Result<(), Error> {
+        let mut vars = base.clone();
+        for r in self.step_refs(false) {
+            self.when(r, &vars)?;
+            self.render(r, &vars)?;
+            if let Some(c) = &self.step(r).capture {
+                vars.insert(c.get_ref().clone(), Self::placeholder(c.get_ref()));
+            }
+        }
+        for r in self.step_refs(true) {
+            self.when(r, &vars)?;
+            self.render(r, &vars)?;
+        }
+        Ok(())
+    }
+
+    fn check_report_vars(&self) -> Result<(), Error> {
+        let captures: Vec<&str> = self
+            .playbook
+            .all_steps()
+            .filter_map(|(s, _)| s.capture.as_ref().map(|c| c.get_ref().as_str()))
+            .collect();
+        for rv in &self.playbook.report_vars {
+            let name = rv.get_ref().as_str();
+            let known =
+                captures.contains(&name) || self.node_vars.iter().any(|v| v.contains_key(name));
+            if !known {
+                return Err(Error::at(
+                    self.playbook.source.locate(rv.span()),
+                    format!(
+                        "report_vars names `{name}`, which no step captures and no variable defines"
+                    ),
+                    "list captured variables (a step's `capture`) or defined variables",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn key(r: StepRef, field: &str) -> String {
+    format!(
+        "{}{}.{field}",
+        if r.on_failure { "f" } else { "s" },
+        r.index
+    )
+}
+
+/// Compiles every template of the playbook once.
+fn compile(pb: &Playbook) -> Result<Templates, Error> {
+    let mut t = Templates::new();
+    let src = &pb.source;
+    let steps = pb.steps.iter().enumerate().map(|(i, s)| {
+        (
+            StepRef {
+                on_failure: false,
+                index: i,
+            },
+            s,
+        )
+    });
+    let failure = pb.on_failure.iter().enumerate().map(|(i, s)| {
+        (
+            StepRef {
+                on_failure: true,
+                index: i,
+            },
+            s,
+        )
+    });
+    for (r, step) in steps.chain(failure) {
+        let mut add = |field: &str, text: &Text, mode: Mode| {
+            t.add(&key(r, field), mode, &text.text)
+                .map_err(|e| template::error_at(src, text, &e, "a template"))
+        };
+        add("script", step.action.script(), Mode::Shell)?;
+        if let Some(u) = &step.unless {
+            add("unless", u, Mode::Shell)?;
+        }
+        for (name, v) in &step.env {
+            add(&format!("env.{name}"), v, Mode::Text)?;
+        }
+        let e = &step.expect;
+        for (field, v) in [
+            ("stdout_contains", &e.stdout_contains),
+            ("stdout_regex", &e.stdout_regex),
+            ("stderr_not_contains", &e.stderr_not_contains),
+        ] {
+            if let Some(v) = v {
+                add(field, v, Mode::Text)?;
+            }
+        }
+        if let Some(w) = &step.when {
+            t.check_expression(&w.text)
+                .map_err(|e| template::error_at(src, w, &e, "`when`"))?;
+        }
+    }
+    Ok(t)
+}
+
+/// A capture may not reuse a name defined elsewhere (SPEC section 5).
+fn check_captures(pb: &Playbook, layers: &Layers<'_>, nodes: &[Node]) -> Result<(), Error> {
+    let mut seen: Vec<&str> = Vec::new();
+    for (step, _) in pb.all_steps() {
+        let Some(c) = &step.capture else { continue };
+        let name = c.get_ref().as_str();
+        let why = if layers.defines(name, nodes) {
+            Some(
+                "a variable of that name is already defined (vars, inventory, --var or a built-in)",
+            )
+        } else if seen.contains(&name) {
+            Some("an earlier step already captures that name")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(Error::at(
+                pb.source.locate(c.span()),
+                format!("capture `{name}` shadows a variable: {why}"),
+                "give the capture a name of its own",
+            ));
+        }
+        seen.push(name);
+    }
+    Ok(())
+}
+
+/// `check` warns where `${{ }}` stands inside shell quotes.
+fn quote_warnings(pb: &Playbook) -> Vec<String> {
+    let mut out = Vec::new();
+    for (step, _) in pb.all_steps() {
+        let mut texts = vec![step.action.script()];
+        texts.extend(step.unless.as_ref());
+        for text in texts {
+            for (line, col) in template::quoted_insertions(&text.text) {
+                let at = locate_in(pb, text, line, col);
+                out.push(format!(
+                    "warning: {}:{}:{}: `${{{{ }}}}` inside quotes in step `{}`; values are \
+                     shell-quoted already, so remove the quotes around it",
+                    at.file.display(),
+                    at.line,
+                    at.col,
+                    step.name
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn locate_in(pb: &Playbook, text: &Text, line: usize, col: usize) -> crate::error::Location {
+    let offset: usize = text
+        .text
+        .split_inclusive('\n')
+        .take(line - 1)
+        .map(str::len)
+        .sum::<usize>()
+        + col
+        - 1;
+    template::locate_in_text(&pb.source, text, offset..offset + 3)
+}

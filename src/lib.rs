@@ -1,0 +1,20 @@
+//! fleetfix: run TOML playbooks over SSH across a fleet, in parallel.
+//!
+//! The executor emits one stream of [`events`]; the writers in [`output`]
+//! consume it. The SSH transport sits behind [`ssh::Connector`].
+
+pub mod app;
+pub mod cli;
+pub mod error;
+pub mod events;
+pub mod executor;
+pub mod inventory;
+pub mod job;
+pub mod local;
+pub mod output;
+pub mod playbook;
+pub mod select;
+pub mod ssh;
+pub mod template;
+pub mod toml_source;
+pub mod vars;

@@ -1,0 +1,87 @@
+//! `local` steps: the same request a node gets, run on the runner machine
+//! in its own process group so a timeout ends the whole tree.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use crate::ssh::{Captured, ExecOutput, ExecRequest, ExitStatus, SessionError};
+
+const TERM_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs the request's shell through `/bin/sh -c`, feeding `req.stdin`.
+pub async fn exec(req: &ExecRequest) -> Result<ExecOutput, SessionError> {
+    let mut child = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(req.shell_command())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| SessionError::Refused(format!("cannot start /bin/sh on the runner: {e}")))?;
+    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    let stdin = child.stdin.take();
+    let input = req.stdin.clone();
+    let writer = tokio::spawn(async move {
+        if let Some(mut stdin) = stdin {
+            let _ = stdin.write_all(&input).await;
+        }
+    });
+    let cap = req.output_cap;
+    let out = tokio::spawn(read_capped(child.stdout.take(), cap));
+    let err = tokio::spawn(read_capped(child.stderr.take(), cap));
+    let waited = match req.timeout {
+        Some(t) => tokio::time::timeout(t, child.wait()).await.ok(),
+        None => Some(child.wait().await),
+    };
+    let status = match waited {
+        Some(Ok(st)) => match st.code() {
+            Some(c) => ExitStatus::Code(c),
+            None => ExitStatus::Signal(format!("{st}")),
+        },
+        Some(Err(e)) => return Err(SessionError::Lost(e.to_string())),
+        None => {
+            end_group(pgid, &mut child).await;
+            ExitStatus::TimedOut
+        }
+    };
+    let _ = writer.await;
+    Ok(ExecOutput {
+        status,
+        stdout: out.await.unwrap_or_default(),
+        stderr: err.await.unwrap_or_default(),
+    })
+}
+
+/// SIGTERM to the group, then SIGKILL after a grace period.
+async fn end_group(pgid: Option<Pid>, child: &mut tokio::process::Child) {
+    if let Some(pgid) = pgid {
+        let _ = killpg(pgid, Signal::SIGTERM);
+        if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_ok() {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            return;
+        }
+        let _ = killpg(pgid, Signal::SIGKILL);
+    }
+    let _ = child.kill().await;
+}
+
+async fn read_capped<R: AsyncRead + Unpin>(stream: Option<R>, cap: usize) -> Captured {
+    let mut captured = Captured::default();
+    let Some(mut stream) = stream else {
+        return captured;
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => captured.push(&buf[..n], cap),
+        }
+    }
+    captured
+}

@@ -1,0 +1,6 @@
+use clap::Parser;
+
+fn main() {
+    let cli = fleetfix::cli::Cli::parse();
+    std::process::exit(fleetfix::app::main(cli));
+}

@@ -1,0 +1,32 @@
+//! `--output json`: one JSON object per line on stdout (SPEC section 7).
+
+use std::io::{BufWriter, Stdout, Write};
+
+use super::Reporter;
+use crate::events::{Event, Stamped};
+
+pub struct JsonLines {
+    out: BufWriter<Stdout>,
+}
+
+impl Default for JsonLines {
+    fn default() -> Self {
+        JsonLines {
+            out: BufWriter::new(std::io::stdout()),
+        }
+    }
+}
+
+impl Reporter for JsonLines {
+    fn event(&mut self, ev: &Stamped) {
+        // Attempts starting are for the bars; the contract lists the rest.
+        if matches!(ev.event, Event::StepStarted { .. }) {
+            return;
+        }
+        if serde_json::to_writer(&mut self.out, ev).is_ok() {
+            let _ = self.out.write_all(b"\n");
+        }
+        // A scripted consumer must see each event as it happens.
+        let _ = self.out.flush();
+    }
+}

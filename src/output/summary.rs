@@ -1,0 +1,161 @@
+//! The final summary table: the fleet's state at a glance.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use comfy_table::presets::UTF8_BORDERS_ONLY;
+use comfy_table::{Cell, ContentArrangement, Table};
+
+use super::{Reporter, human_duration, last_lines};
+use crate::events::{Event, NodeStatus, Stamped, StepStatus, Summary};
+
+/// What the table shows of one node.
+#[derive(Debug, Default, Clone)]
+struct Row {
+    status: Option<NodeStatus>,
+    counts: [usize; 4],
+    duration_ms: u64,
+    detail: String,
+    report: std::collections::BTreeMap<String, String>,
+}
+
+/// Builds the table from events and prints it when the run finishes.
+pub struct SummaryTable {
+    report_vars: Vec<String>,
+    order: Vec<Arc<str>>,
+    rows: HashMap<Arc<str>, Row>,
+    summary: Option<Summary>,
+    width: Option<u16>,
+}
+
+impl SummaryTable {
+    pub fn new(report_vars: Vec<String>, width: Option<u16>) -> Self {
+        SummaryTable {
+            report_vars,
+            order: Vec::new(),
+            rows: HashMap::new(),
+            summary: None,
+            width,
+        }
+    }
+
+    /// The table and the closing line, as text.
+    pub fn render(&self) -> String {
+        let mut table = Table::new();
+        table.load_preset(UTF8_BORDERS_ONLY);
+        table.set_content_arrangement(ContentArrangement::Dynamic);
+        if let Some(w) = self.width {
+            table.set_width(w);
+        }
+        let mut header = vec![
+            "node", "status", "ok", "changed", "skipped", "failed", "time",
+        ];
+        header.extend(self.report_vars.iter().map(String::as_str));
+        header.push("detail");
+        table.set_header(header);
+        for name in &self.order {
+            let row = self.rows.get(name).cloned().unwrap_or_default();
+            let status = row.status.map(NodeStatus::as_str).unwrap_or("not_run");
+            let mut cells = vec![Cell::new(name), Cell::new(status)];
+            cells.extend(row.counts.iter().map(Cell::new));
+            cells.push(Cell::new(human_duration(row.duration_ms)));
+            for v in &self.report_vars {
+                cells.push(Cell::new(
+                    row.report.get(v).map(String::as_str).unwrap_or(""),
+                ));
+            }
+            cells.push(Cell::new(&row.detail));
+            table.add_row(cells);
+        }
+        let mut text = table.to_string();
+        if let Some(s) = &self.summary {
+            text.push('\n');
+            text.push_str(&closing_line(s));
+        }
+        text
+    }
+}
+
+/// `5 nodes: 3 changed, 1 ok, 1 failed · 2.1s · exit 1`
+pub fn closing_line(s: &Summary) -> String {
+    let parts: Vec<String> = [
+        (s.changed, "changed"),
+        (s.ok, "ok"),
+        (s.failed, "failed"),
+        (s.unreachable, "unreachable"),
+        (s.not_run, "not_run"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, w)| format!("{n} {w}"))
+    .collect();
+    format!(
+        "{} nodes: {} · {} · exit {}",
+        s.nodes,
+        parts.join(", "),
+        human_duration(s.duration_ms),
+        s.exit_code
+    )
+}
+
+impl Reporter for SummaryTable {
+    fn event(&mut self, ev: &Stamped) {
+        match &ev.event {
+            Event::RunStarted { nodes, .. } => self.order = nodes.clone(),
+            Event::StepFinished(s) => {
+                let row = self.rows.entry(s.node.clone()).or_default();
+                let i = match s.status {
+                    StepStatus::Ok => 0,
+                    StepStatus::Changed => 1,
+                    StepStatus::Skipped => 2,
+                    StepStatus::Failed => 3,
+                };
+                row.counts[i] += 1;
+                if s.status == StepStatus::Failed && row.detail.is_empty() {
+                    let mut d = format!(
+                        "{}{}",
+                        if s.on_failure { "on_failure " } else { "" },
+                        s.step
+                    );
+                    if let Some(c) = s.exit {
+                        d.push_str(&format!(" (exit {c})"));
+                    }
+                    if let Some(e) = &s.error {
+                        d.push_str(&format!(": {e}"));
+                    }
+                    let tail = last_lines(&s.stderr, 3);
+                    if !tail.is_empty() {
+                        d.push('\n');
+                        d.push_str(&tail);
+                    }
+                    row.detail = d;
+                }
+            }
+            Event::NodeFinished {
+                node,
+                status,
+                error,
+                duration_ms,
+                report,
+            } => {
+                let row = self.rows.entry(node.clone()).or_default();
+                row.status = Some(*status);
+                row.duration_ms = *duration_ms;
+                row.report = report.clone();
+                if *status == NodeStatus::Unreachable
+                    && let Some(e) = error
+                {
+                    row.detail = e.clone();
+                }
+            }
+            Event::RunFinished { summary } => self.summary = Some(summary.clone()),
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.summary.is_some() {
+            println!("{}", self.render());
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Client credentials, loaded once per run: ssh-agent keys first, then
+//! identity files (decrypted once), with `<key>-cert.pub` certificates.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{Certificate, PrivateKey, PublicKey};
+
+use crate::error::Error;
+use crate::inventory::Node;
+
+/// Environment variable holding the passphrase of encrypted identity files.
+pub const PASSPHRASE_ENV: &str = "FLEETFIX_KEY_PASSPHRASE";
+
+/// A private key ready to sign, with its certificate when one sits beside it.
+pub struct Identity {
+    pub path: PathBuf,
+    pub key: Arc<PrivateKey>,
+    pub cert: Option<Certificate>,
+}
+
+/// Every key this run may offer.
+#[derive(Default)]
+pub struct Credentials {
+    /// Public keys the agent holds (the agent signs; keys never leave it).
+    pub agent_keys: Vec<PublicKey>,
+    defaults: Vec<Arc<Identity>>,
+    by_path: HashMap<PathBuf, Arc<Identity>>,
+}
+
+impl Credentials {
+    /// Loads what `nodes` need. A named identity file that is missing or
+    /// unreadable is bad input; the usual `~/.ssh/id_*` are tried quietly.
+    pub async fn load(nodes: &[Arc<Node>]) -> Result<Self, Error> {
+        let mut creds = Credentials {
+            agent_keys: agent_keys().await,
+            ..Default::default()
+        };
+        let mut wants_default = false;
+        for node in nodes {
+            match &node.identity_file {
+                Some(path) if !creds.by_path.contains_key(path) => {
+                    let id = load_identity(path).map_err(|e| e.for_node(&node.name))?;
+                    creds.by_path.insert(path.clone(), Arc::new(id));
+                }
+                Some(_) => {}
+                None => wants_default = true,
+            }
+        }
+        if wants_default {
+            creds.defaults = default_identity_paths()
+                .iter()
+                .filter(|p| p.exists())
+                .filter_map(|p| match load_identity(p) {
+                    Ok(id) => Some(Arc::new(id)),
+                    Err(e) => {
+                        tracing::warn!("skipping identity {}: {}", p.display(), e.render());
+                        None
+                    }
+                })
+                .collect();
+        }
+        Ok(creds)
+    }
+
+    /// The identity files to offer a node, after the agent's keys.
+    pub fn identities_for(&self, node: &Node) -> Vec<Arc<Identity>> {
+        match &node.identity_file {
+            Some(p) => self.by_path.get(p).cloned().into_iter().collect(),
+            None => self.defaults.clone(),
+        }
+    }
+}
+
+/// Connects to the agent named by `SSH_AUTH_SOCK`, when there is one.
+pub async fn agent() -> Option<AgentClient<tokio::net::UnixStream>> {
+    std::env::var_os("SSH_AUTH_SOCK")?;
+    AgentClient::connect_env().await.ok()
+}
+
+async fn agent_keys() -> Vec<PublicKey> {
+    let Some(mut agent) = agent().await else {
+        return Vec::new();
+    };
+    match agent.request_identities().await {
+        Ok(ids) => ids
+            .into_iter()
+            .filter_map(|id| match id {
+                AgentIdentity::PublicKey { key, .. } => Some(key),
+                AgentIdentity::Certificate { .. } => None,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!("ssh-agent did not list its keys: {e}");
+            Vec::new()
+        }
+    }
+}
+
+fn default_identity_paths() -> Vec<PathBuf> {
+    let Some(home) = std::env::var_os("HOME") else {
+        return Vec::new();
+    };
+    let ssh = PathBuf::from(home).join(".ssh");
+    ["id_ed25519", "id_ecdsa", "id_rsa"]
+        .iter()
+        .map(|f| ssh.join(f))
+        .collect()
+}
+
+fn load_identity(path: &Path) -> Result<Identity, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::input(
+            format!("cannot read identity file {}: {e}", path.display()),
+            "check identity_file in the inventory, or remove it to use ssh-agent and ~/.ssh/id_*",
+        )
+    })?;
+    let key = match russh::keys::decode_secret_key(&text, None) {
+        Ok(k) => k,
+        Err(russh::keys::Error::KeyIsEncrypted) => decrypt(&text, path)?,
+        Err(e) => {
+            return Err(Error::input(
+                format!(
+                    "identity file {} is not a usable private key: {e}",
+                    path.display()
+                ),
+                "point identity_file at an OpenSSH private key (not the .pub file)",
+            ));
+        }
+    };
+    let cert_path = PathBuf::from(format!("{}-cert.pub", path.display()));
+    let cert = match std::fs::read_to_string(&cert_path) {
+        Ok(c) => Some(Certificate::from_openssh(c.trim()).map_err(|e| {
+            Error::input(
+                format!("certificate {} is not readable: {e}", cert_path.display()),
+                "regenerate it with ssh-keygen -s, or remove it",
+            )
+        })?),
+        Err(_) => None,
+    };
+    Ok(Identity {
+        path: path.to_path_buf(),
+        key: Arc::new(key),
+        cert,
+    })
+}
+
+/// Decrypts a key with `FLEETFIX_KEY_PASSPHRASE`, or asks on the terminal.
+fn decrypt(text: &str, path: &Path) -> Result<PrivateKey, Error> {
+    let passphrase = match std::env::var(PASSPHRASE_ENV) {
+        Ok(p) => p,
+        Err(_) if console::Term::stderr().is_term() => {
+            eprint!("Passphrase for {}: ", path.display());
+            console::Term::stderr()
+                .read_secure_line()
+                .map_err(|e| Error::input(format!("cannot read the passphrase: {e}"), ""))?
+        }
+        Err(_) => {
+            return Err(Error::input(
+                format!(
+                    "identity file {} is encrypted and no passphrase is available",
+                    path.display()
+                ),
+                format!("set {PASSPHRASE_ENV}, run on a terminal, or load the key into ssh-agent"),
+            ));
+        }
+    };
+    russh::keys::decode_secret_key(text, Some(&passphrase)).map_err(|e| {
+        Error::input(
+            format!("cannot decrypt identity file {}: {e}", path.display()),
+            format!("check the passphrase given in {PASSPHRASE_ENV} or at the prompt"),
+        )
+    })
+}

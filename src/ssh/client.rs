@@ -1,0 +1,493 @@
+//! The russh implementation of [`Connector`] and [`Session`].
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, Handle};
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{ChannelMsg, Sig};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::auth::{self, Credentials, Identity};
+use super::known_hosts::{self, KnownHosts, Verdict};
+use super::{
+    Captured, ConnectError, Connector, ExecOutput, ExecRequest, ExitStatus, Session, SessionError,
+};
+use crate::inventory::{HostKeyPin, Node};
+
+/// How long a timed-out command gets after SIGTERM before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(2);
+
+/// Settings shared by every connection of a run.
+pub struct SshOptions {
+    pub known_hosts: Arc<KnownHosts>,
+    pub accept_new_host_keys: bool,
+    pub credentials: Arc<Credentials>,
+    pub keepalive: Duration,
+}
+
+/// Connects nodes over SSH with russh.
+pub struct SshConnector {
+    config: Arc<client::Config>,
+    opts: SshOptions,
+}
+
+impl SshConnector {
+    pub fn new(opts: SshOptions) -> Self {
+        let config = client::Config {
+            keepalive_interval: Some(opts.keepalive),
+            keepalive_max: 3,
+            inactivity_timeout: None,
+            nodelay: true,
+            ..Default::default()
+        };
+        SshConnector {
+            config: Arc::new(config),
+            opts,
+        }
+    }
+}
+
+/// Verifies the server key in the handshake and keeps the reason of a refusal.
+struct Verifier {
+    host: String,
+    port: u16,
+    pin: Option<HostKeyPin>,
+    known_hosts: Arc<KnownHosts>,
+    accept_new: bool,
+    refusal: Arc<Mutex<Option<ConnectError>>>,
+}
+
+impl Verifier {
+    fn check(&self, key: &PublicKey) -> Result<(), ConnectError> {
+        let fingerprint = known_hosts::fingerprint(key);
+        let key_type = key.algorithm().to_string();
+        let host = known_hosts::host_port(&self.host, self.port);
+        if let Some(pin) = &self.pin {
+            let ok = match pin {
+                HostKeyPin::Fingerprint(f) => *f == fingerprint,
+                HostKeyPin::PublicKey(k) => PublicKey::from_openssh(k)
+                    .map(|p| p.key_data() == key.key_data())
+                    .unwrap_or(false),
+            };
+            return if ok {
+                Ok(())
+            } else {
+                Err(ConnectError::HostKeyChanged {
+                    host,
+                    key_type,
+                    fingerprint,
+                    recorded: "the host_key pinned in the inventory".into(),
+                })
+            };
+        }
+        let kh = &self.known_hosts;
+        match kh.verify(&self.host, self.port, key) {
+            Verdict::Trusted => Ok(()),
+            Verdict::Changed { line } => Err(ConnectError::HostKeyChanged {
+                host,
+                key_type,
+                fingerprint,
+                recorded: format!("the key at {}:{line}", kh.path().display()),
+            }),
+            Verdict::Revoked { .. } => Err(ConnectError::HostKeyRevoked {
+                host,
+                fingerprint,
+                known_hosts: kh.path().display().to_string(),
+            }),
+            Verdict::Unknown if self.accept_new => {
+                kh.learn(&self.host, self.port, key)
+                    .map_err(|e| ConnectError::Learn {
+                        host: host.clone(),
+                        known_hosts: kh.path().display().to_string(),
+                        detail: e.to_string(),
+                    })?;
+                tracing::info!("learned host key of {host}: {key_type} {fingerprint}");
+                Ok(())
+            }
+            Verdict::Unknown => Err(ConnectError::HostKeyUnknown {
+                host,
+                key_type,
+                fingerprint,
+                known_hosts: kh.path().display().to_string(),
+            }),
+        }
+    }
+}
+
+impl client::Handler for Verifier {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            let refusal = ConnectError::Protocol {
+                addr: known_hosts::host_port(&self.host, self.port),
+                detail: "the server offered a host certificate, which is not trusted here".into(),
+            };
+            *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(refusal);
+            return Ok(false);
+        };
+        match self.check(key) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// An authenticated SSH connection to one node.
+pub struct SshSession {
+    handle: Handle<Verifier>,
+}
+
+impl Connector for SshConnector {
+    type Session = SshSession;
+
+    async fn connect(&self, node: &Node) -> Result<SshSession, ConnectError> {
+        let addr = known_hosts::host_port(&node.host, node.port);
+        let limit = node.connect_timeout;
+        match tokio::time::timeout(limit, self.connect_inner(node)).await {
+            Ok(result) => result,
+            Err(_) => Err(ConnectError::Timeout {
+                addr,
+                secs: limit.as_secs_f64(),
+            }),
+        }
+    }
+}
+
+impl SshConnector {
+    async fn connect_inner(&self, node: &Node) -> Result<SshSession, ConnectError> {
+        let addr = known_hosts::host_port(&node.host, node.port);
+        let sockets: Vec<_> = tokio::net::lookup_host((node.host.as_str(), node.port))
+            .await
+            .map_err(|e| ConnectError::Dns {
+                host: node.host.clone(),
+                detail: e.to_string(),
+            })?
+            .collect();
+        let mut last_err = None;
+        let mut stream = None;
+        for sa in sockets {
+            match TcpStream::connect(sa).await {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let stream = match (stream, last_err) {
+            (Some(s), _) => s,
+            (None, Some(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(ConnectError::Refused { addr });
+            }
+            (None, e) => {
+                return Err(ConnectError::Network {
+                    addr,
+                    detail: e
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| "no address".into()),
+                });
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let refusal = Arc::new(Mutex::new(None));
+        let verifier = Verifier {
+            host: node.host.clone(),
+            port: node.port,
+            pin: node.host_key.clone(),
+            known_hosts: self.opts.known_hosts.clone(),
+            accept_new: self.opts.accept_new_host_keys,
+            refusal: refusal.clone(),
+        };
+        let mut handle = match client::connect_stream(self.config.clone(), stream, verifier).await {
+            Ok(h) => h,
+            Err(e) => {
+                let stored = refusal.lock().unwrap_or_else(|p| p.into_inner()).take();
+                return Err(stored.unwrap_or(ConnectError::Protocol {
+                    addr,
+                    detail: e.to_string(),
+                }));
+            }
+        };
+        let ids = self.opts.credentials.identities_for(node);
+        authenticate(&mut handle, node, &self.opts.credentials, &ids).await?;
+        Ok(SshSession { handle })
+    }
+}
+
+/// Tries the agent's keys, then each identity file (its certificate first).
+async fn authenticate(
+    handle: &mut Handle<Verifier>,
+    node: &Node,
+    creds: &Credentials,
+    ids: &[Arc<Identity>],
+) -> Result<(), ConnectError> {
+    let user = node.user.as_str();
+    let lost = |e: russh::Error| ConnectError::Protocol {
+        addr: known_hosts::host_port(&node.host, node.port),
+        detail: e.to_string(),
+    };
+    let mut tried = Vec::new();
+    if !creds.agent_keys.is_empty()
+        && let Some(mut agent) = auth::agent().await
+    {
+        for key in &creds.agent_keys {
+            tried.push(format!("agent key {}", known_hosts::fingerprint(key)));
+            let hash = rsa_hash(handle, key).await;
+            match handle
+                .authenticate_publickey_with(user, key.clone(), hash, &mut agent)
+                .await
+            {
+                Ok(r) if r.success() => return Ok(()),
+                Ok(_) => {}
+                Err(e) => tracing::debug!("agent signing failed: {e:?}"),
+            }
+        }
+    }
+    for id in ids {
+        tried.push(id.path.display().to_string());
+        if let Some(cert) = &id.cert {
+            let r = handle
+                .authenticate_openssh_cert(user, id.key.clone(), cert.clone())
+                .await
+                .map_err(lost)?;
+            if r.success() {
+                return Ok(());
+            }
+        }
+        let hash = rsa_hash(handle, id.key.public_key()).await;
+        let key = PrivateKeyWithHashAlg::new(id.key.clone(), hash);
+        let r = handle
+            .authenticate_publickey(user, key)
+            .await
+            .map_err(lost)?;
+        if r.success() {
+            return Ok(());
+        }
+    }
+    Err(ConnectError::Auth {
+        user: user.to_string(),
+        host: known_hosts::host_port(&node.host, node.port),
+        tried: if tried.is_empty() {
+            "no key at all (no ssh-agent, no identity file)".to_string()
+        } else {
+            tried.join(", ")
+        },
+    })
+}
+
+/// RSA keys need the server's preferred hash; other keys have none.
+async fn rsa_hash(handle: &Handle<Verifier>, key: &PublicKey) -> Option<HashAlg> {
+    if !key.algorithm().is_rsa() {
+        return None;
+    }
+    handle
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten()
+}
+
+impl Session for SshSession {
+    async fn exec(&self, req: ExecRequest) -> Result<ExecOutput, SessionError> {
+        let lost = |e: russh::Error| SessionError::Lost(e.to_string());
+        let mut ch = self.open_channel().await?;
+        ch.exec(true, remote_command(&req).as_bytes())
+            .await
+            .map_err(lost)?;
+        ch.data(&req.stdin[..]).await.map_err(lost)?;
+        ch.eof().await.map_err(lost)?;
+        let mut out = Collector::new(req.output_cap);
+        let mut deadline = req.timeout.map(|t| Instant::now() + t);
+        let mut kills = 0u8;
+        loop {
+            let waited = match deadline {
+                Some(d) => tokio::time::timeout_at(d, ch.wait()).await,
+                None => Ok(ch.wait().await),
+            };
+            let msg = match waited {
+                Ok(Some(msg)) => msg,
+                Ok(None) => break,
+                Err(_) => {
+                    // Timeout: end the remote process group (TERM, then KILL),
+                    // then give up on the channel.
+                    out.timed_out = true;
+                    if kills == 2 {
+                        let _ = ch.close().await;
+                        break;
+                    }
+                    let sig = if kills == 0 { Sig::TERM } else { Sig::KILL };
+                    // sshd honours `signal` only under privilege separation
+                    // (not for root), so a second channel runs `kill` too.
+                    let _ = ch.signal(sig.clone()).await;
+                    tracing::debug!(
+                        "timeout: signalling process group of remote pid {:?}",
+                        out.pid
+                    );
+                    if let Some(pid) = out.pid {
+                        self.kill_group(pid, if kills == 0 { "TERM" } else { "KILL" })
+                            .await;
+                    }
+                    kills += 1;
+                    deadline = Some(Instant::now() + TERM_GRACE);
+                    continue;
+                }
+            };
+            match msg {
+                ChannelMsg::Data { data } => out.stdout.push(&data, out.cap),
+                ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr_data(&data),
+                ChannelMsg::ExitStatus { exit_status } => out.code = Some(exit_status as i32),
+                ChannelMsg::ExitSignal { signal_name, .. } => {
+                    out.signal = Some(format!("{signal_name:?}"))
+                }
+                ChannelMsg::Failure => {
+                    return Err(SessionError::Refused("exec request was refused".into()));
+                }
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        if out.code.is_none() && out.signal.is_none() && !out.timed_out && self.handle.is_closed() {
+            return Err(SessionError::Lost(
+                "the SSH connection closed during the command".into(),
+            ));
+        }
+        Ok(out.finish())
+    }
+
+    async fn close(self) {
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}
+
+impl SshSession {
+    async fn open_channel(&self) -> Result<russh::Channel<client::Msg>, SessionError> {
+        self.handle.channel_open_session().await.map_err(|e| {
+            if self.handle.is_closed() {
+                SessionError::Lost(e.to_string())
+            } else {
+                SessionError::Refused(e.to_string())
+            }
+        })
+    }
+
+    /// Signals the process group of `pid` from a fresh channel. The group is
+    /// read from /proc (or ps) so it is right whatever the login shell did.
+    async fn kill_group(&self, pid: u32, sig: &str) {
+        let script = format!(
+            "g=$(sed 's/.*) //' /proc/{pid}/stat 2>/dev/null | cut -d' ' -f3)\n\
+             [ -n \"$g\" ] || g=$(ps -o pgid= -p {pid} 2>/dev/null | tr -d ' ')\n\
+             [ -n \"$g\" ] && [ \"$g\" -gt 1 ] && kill -s {sig} -- -\"$g\" 2>/dev/null\n\
+             exit 0\n"
+        );
+        let Ok(ch) = self.open_channel().await else {
+            return;
+        };
+        if ch.exec(true, "sh -s").await.is_err() {
+            return;
+        }
+        let _ = ch.data(script.as_bytes()).await;
+        let _ = ch.eof().await;
+        let mut ch = ch;
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(msg) = ch.wait().await {
+                if matches!(msg, ChannelMsg::Close) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// The exec line: report the shell's pid on stderr's first line (so a
+/// timeout can end its process group), then read the script from stdin.
+fn remote_command(req: &ExecRequest) -> String {
+    let inner = format!("echo \"$$\" >&2; exec {}", req.shell_command());
+    format!("sh -c {}", crate::template::shell_quote(&inner))
+}
+
+/// Accumulates one command's output and end.
+struct Collector {
+    cap: usize,
+    stdout: Captured,
+    stderr: Captured,
+    /// The remote shell's pid, from the first line of stderr.
+    pid: Option<u32>,
+    pid_line: Option<Vec<u8>>,
+    code: Option<i32>,
+    signal: Option<String>,
+    timed_out: bool,
+}
+
+impl Collector {
+    fn new(cap: usize) -> Self {
+        Collector {
+            cap,
+            stdout: Captured::default(),
+            stderr: Captured::default(),
+            pid: None,
+            pid_line: Some(Vec::new()),
+            code: None,
+            signal: None,
+            timed_out: false,
+        }
+    }
+
+    /// Stderr bytes: the first line is our pid marker, the rest the command's.
+    fn stderr_data(&mut self, data: &[u8]) {
+        let Some(line) = &mut self.pid_line else {
+            self.stderr.push(data, self.cap);
+            return;
+        };
+        match data.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                line.extend_from_slice(&data[..i]);
+                self.pid = std::str::from_utf8(line)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok());
+                self.pid_line = None;
+                self.stderr.push(&data[i + 1..], self.cap);
+            }
+            None => line.extend_from_slice(data),
+        }
+    }
+
+    fn finish(mut self) -> ExecOutput {
+        if let Some(partial) = self.pid_line.take() {
+            // No newline ever came: it was not our marker after all.
+            let cap = self.cap;
+            self.stderr.push(&partial, cap);
+        }
+        let status = match (self.timed_out, self.code, self.signal) {
+            (true, _, _) => ExitStatus::TimedOut,
+            (_, Some(c), _) => ExitStatus::Code(c),
+            (_, None, Some(s)) => ExitStatus::Signal(s),
+            _ => ExitStatus::Unknown,
+        };
+        ExecOutput {
+            status,
+            stdout: self.stdout,
+            stderr: self.stderr,
+        }
+    }
+}
+
+/// The default known_hosts path, `~/.ssh/known_hosts`.
+pub fn default_known_hosts_path() -> PathBuf {
+    let home = std::env::var_os("HOME").unwrap_or_default();
+    PathBuf::from(home).join(".ssh").join("known_hosts")
+}

@@ -1,0 +1,182 @@
+//! The transport: a narrow interface (connect a node, run a command on it)
+//! and its implementation on russh.
+
+mod auth;
+mod client;
+pub mod known_hosts;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use auth::{Credentials, Identity};
+pub use client::{SshConnector, SshOptions, default_known_hosts_path};
+
+use crate::inventory::Node;
+
+/// Why a node could not be reached. Each reads as one clear sentence.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot resolve host `{host}`: {detail}")]
+    Dns { host: String, detail: String },
+    #[error("connection refused by {addr} (is sshd running and the port right?)")]
+    Refused { addr: String },
+    #[error("connection to {addr} timed out after {secs:.1}s")]
+    Timeout { addr: String, secs: f64 },
+    #[error("cannot connect to {addr}: {detail}")]
+    Network { addr: String, detail: String },
+    #[error(
+        "host key of {host} is unknown ({key_type} {fingerprint}); verify the fingerprint out of band, \
+         then add it to {known_hosts}, pin it as host_key in the inventory, or rerun with \
+         --accept-new-host-keys"
+    )]
+    HostKeyUnknown {
+        host: String,
+        key_type: String,
+        fingerprint: String,
+        known_hosts: String,
+    },
+    #[error(
+        "HOST KEY CHANGED for {host}: it presented {key_type} {fingerprint}, which differs from \
+         {recorded}; this may be an attack (man in the middle) or a reinstalled host. Refusing to \
+         connect. If the change is expected, remove the old key ({recorded}) and verify the new one"
+    )]
+    HostKeyChanged {
+        host: String,
+        key_type: String,
+        fingerprint: String,
+        recorded: String,
+    },
+    #[error(
+        "host key of {host} ({fingerprint}) is marked @revoked in {known_hosts}; refusing to connect"
+    )]
+    HostKeyRevoked {
+        host: String,
+        fingerprint: String,
+        known_hosts: String,
+    },
+    #[error(
+        "authentication failed for {user}@{host}: the server accepted none of {tried}; \
+         add the key to the node's authorized_keys or set identity_file"
+    )]
+    Auth {
+        user: String,
+        host: String,
+        tried: String,
+    },
+    #[error("cannot record the host key of {host} in {known_hosts}: {detail}")]
+    Learn {
+        host: String,
+        known_hosts: String,
+        detail: String,
+    },
+    #[error("SSH handshake with {addr} failed: {detail}")]
+    Protocol { addr: String, detail: String },
+}
+
+/// A failure of an established connection.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SessionError {
+    #[error("connection lost: {0}")]
+    Lost(String),
+    #[error("the node refused to run the command: {0}")]
+    Refused(String),
+}
+
+/// How a remote command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(String),
+    /// The step's timeout fired; the remote process group was signalled.
+    TimedOut,
+    /// The channel closed without a status.
+    Unknown,
+}
+
+impl ExitStatus {
+    /// The numeric exit code, when there is one.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            ExitStatus::Code(c) => Some(*c),
+            _ => None,
+        }
+    }
+}
+
+/// Output of one stream, capped so memory per node stays bounded.
+#[derive(Debug, Clone, Default)]
+pub struct Captured {
+    pub bytes: Vec<u8>,
+    /// Bytes past the cap that were dropped.
+    pub dropped: usize,
+}
+
+impl Captured {
+    pub fn push(&mut self, data: &[u8], cap: usize) {
+        let room = cap.saturating_sub(self.bytes.len());
+        let take = room.min(data.len());
+        self.bytes.extend_from_slice(&data[..take]);
+        self.dropped += data.len() - take;
+    }
+
+    /// The text, with a clear mark where it was cut.
+    pub fn text(&self) -> String {
+        let mut s = String::from_utf8_lossy(&self.bytes).into_owned();
+        if self.dropped > 0 {
+            s.push_str(&format!(
+                "\n[… truncated: {} more bytes not kept]",
+                self.dropped
+            ));
+        }
+        s
+    }
+}
+
+/// A script to run: `shell` reads it from `stdin`, so the script (and any
+/// secret in it) never appears on a command line.
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    pub shell: String,
+    pub sudo: bool,
+    pub stdin: Vec<u8>,
+    pub timeout: Option<Duration>,
+    pub output_cap: usize,
+}
+
+/// What a command produced.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub status: ExitStatus,
+    pub stdout: Captured,
+    pub stderr: Captured,
+}
+
+impl ExecRequest {
+    /// `SHELL -s`, or `sudo -n -- SHELL -s` (sudo never prompts).
+    pub fn shell_command(&self) -> String {
+        let shell = crate::template::shell_quote(&self.shell);
+        if self.sudo {
+            format!("sudo -n -- {shell} -s")
+        } else {
+            format!("{shell} -s")
+        }
+    }
+}
+
+/// Opens sessions to nodes.
+pub trait Connector: Send + Sync + 'static {
+    type Session: Session;
+    fn connect(
+        &self,
+        node: &Node,
+    ) -> impl Future<Output = Result<Self::Session, ConnectError>> + Send;
+}
+
+/// One open connection to a node; every step of the node runs through it.
+pub trait Session: Send + Sync + 'static {
+    fn exec(
+        &self,
+        req: ExecRequest,
+    ) -> impl Future<Output = Result<ExecOutput, SessionError>> + Send;
+    fn close(self) -> impl Future<Output = ()> + Send;
+}

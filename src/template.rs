@@ -1,0 +1,320 @@
+//! `${{ }}` templates and `when` expressions (SPEC section 5), on minijinja.
+//!
+//! Shell templates (`run`, `local`, `unless`) shell-quote every inserted
+//! value through minijinja's auto-escape hook, so a variable can never inject
+//! commands; `| raw` marks a value as meant verbatim. Text templates (URLs,
+//! headers, expectations) insert plain text.
+
+use std::ops::Range;
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::Value;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+
+use crate::error::{Error, Location, SourceFile};
+use crate::playbook::Text;
+
+const SHELL_PREFIX: &str = "sh:";
+
+/// How a template's inserted values are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Shell-quoted (run, local, unless).
+    Shell,
+    /// Plain text (everything else).
+    Text,
+}
+
+/// Compiled templates of one playbook, rendered many times (once per node).
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        let syntax = SyntaxConfig::builder()
+            .variable_delimiters("${{", "}}")
+            .block_delimiters("${%", "%}")
+            // Chosen to collide with nothing in shell (`${#var}` is shell).
+            .comment_delimiters("$%#", "#%$")
+            .build();
+        match syntax {
+            Ok(syntax) => env.set_syntax(syntax),
+            Err(e) => unreachable!("fixed delimiters are valid: {e}"),
+        }
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        env.set_auto_escape_callback(|name| {
+            if name.starts_with(SHELL_PREFIX) {
+                AutoEscape::Custom("shell")
+            } else {
+                AutoEscape::None
+            }
+        });
+        env.set_formatter(|out, state, value| {
+            if state.auto_escape() == AutoEscape::Custom("shell") && !value.is_safe() {
+                out.write_str(&shell_quote(&value_text(value)))?;
+                Ok(())
+            } else {
+                write!(out, "{}", value_text(value))?;
+                Ok(())
+            }
+        });
+        env.add_filter("raw", |v: Value| Value::from_safe_string(value_text(&v)));
+        Templates { env }
+    }
+
+    /// Compiles a template under `key`; `key` must be unique per playbook.
+    pub fn add(&mut self, key: &str, mode: Mode, source: &str) -> Result<(), minijinja::Error> {
+        let name = match mode {
+            Mode::Shell => format!("{SHELL_PREFIX}{key}"),
+            Mode::Text => key.to_string(),
+        };
+        self.env.add_template_owned(name, source.to_string())
+    }
+
+    /// Renders the template added under `key` with `mode`.
+    pub fn render(&self, key: &str, mode: Mode, ctx: &Value) -> Result<String, minijinja::Error> {
+        let name = match mode {
+            Mode::Shell => format!("{SHELL_PREFIX}{key}"),
+            Mode::Text => key.to_string(),
+        };
+        self.env.get_template(&name)?.render(ctx)
+    }
+
+    /// Evaluates a `when` expression to a boolean.
+    pub fn eval(&self, expr: &str, ctx: &Value) -> Result<bool, minijinja::Error> {
+        let compiled = self.env.compile_expression(expr)?;
+        Ok(compiled.eval(ctx)?.is_true())
+    }
+
+    /// Checks that a `when` expression parses.
+    pub fn check_expression(&self, expr: &str) -> Result<(), minijinja::Error> {
+        self.env.compile_expression(expr).map(|_| ())
+    }
+}
+
+/// The text of a value as inserted into output.
+fn value_text(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => s.to_string(),
+        None if v.is_none() => String::new(),
+        None => v.to_string(),
+    }
+}
+
+/// Quotes `s` for POSIX sh; words of only safe characters pass unchanged.
+pub fn shell_quote(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c));
+    if safe {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// Places where `${{` stands inside a quoted shell string (1-based line, col):
+/// the value is already quoted, so extra quotes change its meaning.
+pub fn quoted_insertions(script: &str) -> Vec<(usize, usize)> {
+    let mut found = Vec::new();
+    for (lineno, line) in script.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        let chars: Vec<char> = line.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if c == '$' && chars.get(i + 1) == Some(&'{') && chars.get(i + 2) == Some(&'{') {
+                if quote.is_some() {
+                    found.push((lineno + 1, i + 1));
+                }
+                // Skip to the closing `}}`.
+                let rest: String = chars[i..].iter().collect();
+                i += rest
+                    .find("}}")
+                    .map(|e| rest[..e].chars().count() + 2)
+                    .unwrap_or(3);
+                continue;
+            }
+            match (quote, c) {
+                (None, '\'' | '"') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (Some('"'), '\\') => i += 1,
+                (None, '\\') => i += 1,
+                (None, '#') if i == 0 || chars[i - 1].is_whitespace() => break,
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+    found
+}
+
+/// Where a template error sits in the playbook file.
+pub fn locate_error(source: &SourceFile, text: &Text, err: &minijinja::Error) -> Location {
+    let range = err.range().unwrap_or_else(|| {
+        let line = err.line().unwrap_or(1);
+        let start: usize = text
+            .text
+            .split_inclusive('\n')
+            .take(line - 1)
+            .map(str::len)
+            .sum();
+        start..start + 1
+    });
+    locate_in_text(source, text, range)
+}
+
+/// Maps a byte range of a template's text to the playbook file.
+pub fn locate_in_text(source: &SourceFile, text: &Text, range: Range<usize>) -> Location {
+    let start = content_start(source, &text.span);
+    let (line, col) = line_col(&text.text, range.start);
+    let body = &source.text[start.min(source.text.len())..];
+    let mut offset = start;
+    for _ in 1..line {
+        match body[offset - start..].find('\n') {
+            Some(i) => offset += i + 1,
+            None => break,
+        }
+    }
+    let offset = (offset + col - 1).min(source.text.len());
+    source.locate(offset..offset + range.len().max(1))
+}
+
+/// The byte where a TOML string's content begins (after quotes and the
+/// newline TOML trims after `'''`/`"""`).
+fn content_start(source: &SourceFile, span: &Range<usize>) -> usize {
+    let raw = source.text.get(span.clone()).unwrap_or("");
+    let delim = if raw.starts_with("'''") || raw.starts_with("\"\"\"") {
+        3
+    } else if raw.starts_with('\'') || raw.starts_with('"') {
+        1
+    } else {
+        0
+    };
+    let mut start = span.start + delim;
+    if delim == 3 {
+        let after = &source.text[start.min(source.text.len())..];
+        if after.starts_with("\r\n") {
+            start += 2;
+        } else if after.starts_with('\n') {
+            start += 1;
+        }
+    }
+    start
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, col)
+}
+
+/// A template failure as a user-facing error at the template's position.
+pub fn error_at(source: &SourceFile, text: &Text, err: &minijinja::Error, what: &str) -> Error {
+    let kind = err.kind().to_string();
+    let detail = err.detail().unwrap_or(&kind);
+    let (message, hint) = match err.kind() {
+        minijinja::ErrorKind::UndefinedError => (
+            format!("undefined variable in {what}: {detail}"),
+            "define it in the playbook's [vars], the inventory, or with --var KEY=VALUE; \
+             check its spelling",
+        ),
+        minijinja::ErrorKind::SyntaxError => (
+            format!("template syntax error in {what}: {detail}"),
+            "insert values as ${{ name }}; write `${{ x | raw }}` to insert verbatim",
+        ),
+        _ => (
+            format!("template error in {what}: {detail}"),
+            "check the expression against the variables that are defined",
+        ),
+    };
+    Error::at(locate_error(source, text, err), message, hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minijinja::context;
+
+    fn render(mode: Mode, src: &str, ctx: Value) -> Result<String, minijinja::Error> {
+        let mut t = Templates::new();
+        t.add("t", mode, src)?;
+        t.render("t", mode, &ctx)
+    }
+
+    #[test]
+    fn shell_mode_quotes_values() {
+        let out = render(
+            Mode::Shell,
+            "echo ${{ x }}",
+            context! { x => "a b; rm -rf /" },
+        );
+        assert_eq!(out.expect("renders"), "echo 'a b; rm -rf /'");
+        let out = render(Mode::Shell, "echo ${{ x }}", context! { x => "it's" });
+        assert_eq!(out.expect("renders"), "echo 'it'\\''s'");
+        let out = render(
+            Mode::Shell,
+            "docker pull ${{ i }}",
+            context! { i => "ghcr.io/a/b:sha-1" },
+        );
+        assert_eq!(out.expect("renders"), "docker pull ghcr.io/a/b:sha-1");
+    }
+
+    #[test]
+    fn raw_filter_and_text_mode_insert_verbatim() {
+        let out = render(Mode::Shell, "${{ x | raw }}", context! { x => "a b" });
+        assert_eq!(out.expect("renders"), "a b");
+        let out = render(Mode::Text, "http://${{ h }}/", context! { h => "a b" });
+        assert_eq!(out.expect("renders"), "http://a b/");
+    }
+
+    #[test]
+    fn shell_and_go_template_syntax_pass_through() {
+        let src = "docker inspect --format '{{.Config.Image}}' ${VAR} $HOME ${#VAR} {% x %}";
+        let out = render(Mode::Shell, src, context! {});
+        assert_eq!(out.expect("renders"), src);
+    }
+
+    #[test]
+    fn undefined_variable_is_an_error() {
+        let err = render(Mode::Shell, "echo ${{ nope }}", context! {}).unwrap_err();
+        assert_eq!(err.kind(), minijinja::ErrorKind::UndefinedError);
+    }
+
+    #[test]
+    fn when_expressions() {
+        let t = Templates::new();
+        let ctx = context! { a => "x", b => "y", v => "0.1.3" };
+        assert!(t.eval("a != b", &ctx).expect("evaluates"));
+        assert!(t.eval("\"0.1\" in v", &ctx).expect("evaluates"));
+        assert!(!t.eval("nope is defined", &ctx).expect("evaluates"));
+    }
+
+    #[test]
+    fn quoted_insertions_are_found() {
+        assert_eq!(
+            quoted_insertions("echo '${{ x }}'\necho \"a ${{ y }}\""),
+            vec![(1, 7), (2, 9)]
+        );
+        assert!(quoted_insertions("echo ${{ x }} 'lit' \"${HOME}\"").is_empty());
+    }
+}

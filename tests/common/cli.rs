@@ -1,0 +1,61 @@
+//! Running the real `fleetfix` binary against a [`super::Fleet`].
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// A `fleetfix` command with a clean environment: HOME in the fleet's dir,
+/// no ssh-agent, so only what the test sets up is used.
+pub fn fleetfix(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetfix"));
+    cmd.env("HOME", home)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("FLEETFIX_INVENTORY")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// Output of a finished command as text, for assertions and messages.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from(out: Output) -> Self {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The JSON Lines events on stdout.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+            .collect()
+    }
+
+    pub fn dump(&self) -> String {
+        format!(
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` to completion.
+pub fn run(cmd: &mut Command) -> Run {
+    Run::from(cmd.output().expect("fleetfix binary runs"))
+}
+
+/// Writes a playbook into `dir` and returns its path.
+pub fn playbook(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write playbook");
+    p
+}
