@@ -100,11 +100,14 @@ impl Inventory {
         for (name, spanned) in &raw.nodes {
             let raw_node = spanned.get_ref();
             check_name(&source, name, spanned)?;
-            let identity = raw_node
+            let identity = match raw_node
                 .identity_file
                 .as_ref()
                 .or(defaults.identity_file.as_ref())
-                .map(|p| expand_tilde(p.get_ref()));
+            {
+                Some(p) => Some(existing_identity(&source, p)?),
+                None => None,
+            };
             let connect_timeout = match &raw_node.connect_timeout {
                 Some(t) => toml_source::duration(&source, t)?,
                 None => default_timeout,
@@ -166,6 +169,20 @@ fn check_name(source: &SourceFile, name: &str, at: &Spanned<RawNode>) -> Result<
         source.locate(at.span()),
         format!("node name `{name}` has characters other than letters, digits, `-`, `_`, `.`"),
         "rename the node; names are used in file names and --limit patterns",
+    ))
+}
+
+/// A configured identity file must exist: a typo here would otherwise
+/// surface as an authentication failure on every node.
+fn existing_identity(source: &SourceFile, path: &Spanned<String>) -> Result<PathBuf, Error> {
+    let expanded = expand_tilde(path.get_ref());
+    if expanded.is_file() {
+        return Ok(expanded);
+    }
+    Err(Error::at(
+        source.locate(path.span()),
+        format!("identity file {} does not exist", expanded.display()),
+        "fix the path, or remove identity_file to use ssh-agent and ~/.ssh/id_*",
     ))
 }
 

@@ -234,7 +234,10 @@ pub fn error_at(source: &SourceFile, text: &Text, err: &minijinja::Error, what: 
     let detail = err.detail().unwrap_or(&kind);
     let (message, hint) = match err.kind() {
         minijinja::ErrorKind::UndefinedError => (
-            format!("undefined variable in {what}: {detail}"),
+            match err.range().and_then(|r| text.text.get(r)) {
+                Some(name) => format!("undefined variable `{}` in {what}", name.trim()),
+                None => format!("undefined variable in {what}: {detail}"),
+            },
             "define it in the playbook's [vars], the inventory, or with --var KEY=VALUE; \
              check its spelling",
         ),

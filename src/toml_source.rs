@@ -21,7 +21,7 @@ pub fn parse<T: DeserializeOwned>(src: &SourceFile, what: &str) -> Result<T, Err
 
 fn hint_for(message: &str, what: &str) -> String {
     if message.starts_with("unknown field") {
-        format!("remove the key or fix its spelling; the {what} format is in SPEC section 3/4")
+        format!("remove the key or fix its spelling; the {what} accepts the keys listed above")
     } else if message.starts_with("missing field") {
         "add the required key".to_string()
     } else if message.starts_with("invalid type") {

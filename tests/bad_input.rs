@@ -1,0 +1,339 @@
+//! Bad input of SPEC section 9: each exits 2 with a clear one-paragraph
+//! error naming the file and line, never a panic. No node is contacted.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::cli::{Run, fleetfix, run};
+
+const INVENTORY: &str = r#"
+[defaults]
+user = "ops"
+
+[vars]
+domain = "example.net"
+
+[nodes.web1]
+host = "127.0.0.1"
+groups = ["web"]
+vars = { role = "a" }
+
+[nodes.web2]
+host = "127.0.0.1"
+groups = ["web"]
+"#;
+
+const PLAYBOOK: &str = r#"
+name = "ok"
+[vars]
+image = "app:1"
+[[steps]]
+name = "pull"
+run = "docker pull ${{ image }}"
+"#;
+
+struct Case {
+    dir: tempfile::TempDir,
+}
+
+impl Case {
+    fn new() -> Self {
+        let case = Case {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        case.write("inventory.toml", INVENTORY);
+        case.write("pb.toml", PLAYBOOK);
+        case
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `fleetfix ARGS` in the case's directory.
+    fn fleetfix(&self, args: &[&str]) -> Run {
+        run(fleetfix(self.dir.path())
+            .current_dir(self.dir.path())
+            .args(args))
+    }
+}
+
+/// Exit 2, one error paragraph, the file:line named, no panic.
+fn assert_bad(out: &Run, file: &str, line: Option<usize>, needle: &str) {
+    assert_eq!(out.code, 2, "{}", out.dump());
+    assert!(!out.stderr.contains("panicked"), "{}", out.dump());
+    assert!(
+        !out.stderr.to_lowercase().contains("backtrace"),
+        "{}",
+        out.dump()
+    );
+    assert!(out.stderr.starts_with("error: "), "{}", out.dump());
+    let at = match line {
+        Some(l) => format!("{file}:{l}:"),
+        None => file.to_string(),
+    };
+    assert!(
+        out.stderr.contains(&at),
+        "expected {at:?} in:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(needle),
+        "expected {needle:?} in:\n{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("hint: "), "no hint in:\n{}", out.stderr);
+}
+
+fn check_playbook(text: &str, line: usize, needle: &str) {
+    let case = Case::new();
+    case.write("bad.toml", text);
+    assert_bad(
+        &case.fleetfix(&["check", "bad.toml"]),
+        "bad.toml",
+        Some(line),
+        needle,
+    );
+}
+
+fn check_inventory(text: &str, line: usize, needle: &str) {
+    let case = Case::new();
+    case.write("inventory.toml", text);
+    assert_bad(
+        &case.fleetfix(&["check", "pb.toml"]),
+        "inventory.toml",
+        Some(line),
+        needle,
+    );
+}
+
+#[test]
+fn malformed_toml() {
+    check_playbook("name = \"x\"\n[[steps]\nrun = \"a\"\n", 2, "");
+}
+
+#[test]
+fn unknown_key_in_a_step() {
+    check_playbook(
+        "name = \"x\"\n[[steps]]\nrn = \"uname\"\n",
+        3,
+        "unknown field `rn`",
+    );
+}
+
+#[test]
+fn missing_required_key() {
+    check_playbook("[[steps]]\nrun = \"uname\"\n", 1, "missing field `name`");
+}
+
+#[test]
+fn wrong_type() {
+    check_playbook(
+        "name = \"x\"\n[[steps]]\nrun = \"a\"\nretries = \"three\"\n",
+        4,
+        "invalid type",
+    );
+}
+
+#[test]
+fn undefined_variable() {
+    check_playbook(
+        "name = \"x\"\n[[steps]]\nrun = \"\"\"\necho ok\necho ${{ imgae }}\n\"\"\"\n",
+        5,
+        "undefined variable",
+    );
+}
+
+#[test]
+fn capture_shadowing_a_variable() {
+    check_playbook(
+        "name = \"x\"\n[vars]\nimage = \"a\"\n[[steps]]\nrun = \"a\"\ncapture = \"image\"\n",
+        6,
+        "capture `image` shadows",
+    );
+}
+
+#[test]
+fn step_without_action() {
+    check_playbook(
+        "name = \"x\"\n[[steps]]\nname = \"nothing\"\n",
+        2,
+        "step has no action",
+    );
+}
+
+#[test]
+fn bad_duration() {
+    check_playbook(
+        "name = \"x\"\n[[steps]]\nrun = \"a\"\ntimeout = \"forever\"\n",
+        4,
+        "not a duration",
+    );
+}
+
+#[test]
+fn bad_when_expression() {
+    check_playbook(
+        "name = \"x\"\n[[steps]]\nrun = \"a\"\nwhen = \"a ==\"\n",
+        4,
+        "syntax error",
+    );
+}
+
+#[test]
+fn bad_regex() {
+    check_playbook(
+        "name = \"x\"\n[[steps]]\nrun = \"a\"\nexpect = { stdout_regex = \"(\" }\n",
+        4,
+        "not a valid regular expression",
+    );
+}
+
+#[test]
+fn report_var_that_nothing_defines() {
+    check_playbook(
+        "name = \"x\"\nreport_vars = [\"nope\"]\n[[steps]]\nrun = \"a\"\n",
+        2,
+        "report_vars names `nope`",
+    );
+}
+
+#[test]
+fn duplicate_node() {
+    check_inventory(
+        "[nodes.a]\nhost = \"x\"\n[nodes.a]\nhost = \"y\"\n",
+        3,
+        "duplicate key",
+    );
+}
+
+#[test]
+fn unknown_key_in_inventory() {
+    check_inventory("[nodes.a]\nhots = \"x\"\n", 2, "unknown field `hots`");
+}
+
+#[test]
+fn missing_identity_file() {
+    check_inventory(
+        "[defaults]\nidentity_file = \"~/.ssh/id_missing\"\n[nodes.a]\nhost = \"x\"\n",
+        2,
+        "does not exist",
+    );
+}
+
+#[test]
+fn invalid_host_key_pin() {
+    check_inventory(
+        "[nodes.a]\nhost = \"x\"\nhost_key = \"md5:00\"\n",
+        3,
+        "neither a SHA256",
+    );
+}
+
+#[test]
+fn undefined_variable_for_one_node_names_the_node() {
+    let case = Case::new();
+    case.write(
+        "bad.toml",
+        "name = \"x\"\n[[steps]]\nrun = \"echo ${{ role }}\"\n",
+    );
+    let out = case.fleetfix(&["check", "bad.toml"]);
+    assert_bad(&out, "bad.toml", Some(3), "node web2: undefined variable");
+}
+
+#[test]
+fn unknown_limit_pattern_and_empty_selection() {
+    let case = Case::new();
+    let out = case.fleetfix(&["check", "pb.toml", "--limit", "db"]);
+    assert_bad(
+        &out,
+        "",
+        None,
+        "--limit pattern `db` matches no node name or group",
+    );
+    let out = case.fleetfix(&["check", "pb.toml", "--limit", "web,!web1,!web2"]);
+    assert_bad(&out, "", None, "selects no node");
+}
+
+#[test]
+fn bad_var_override() {
+    let case = Case::new();
+    let out = case.fleetfix(&["plan", "pb.toml", "--var", "novalue"]);
+    assert_bad(&out, "", None, "--var `novalue` is not KEY=VALUE");
+}
+
+#[test]
+fn unreadable_known_hosts_file() {
+    let case = Case::new();
+    let dir = case.path("kh-is-a-directory");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let out = case.fleetfix(&[
+        "run",
+        "pb.toml",
+        "--known-hosts",
+        dir.to_str().expect("utf8"),
+    ]);
+    assert_bad(
+        &out,
+        dir.to_str().expect("utf8"),
+        None,
+        "cannot read known hosts file",
+    );
+}
+
+#[test]
+fn missing_playbook_and_inventory_files() {
+    let case = Case::new();
+    let out = case.fleetfix(&["check", "nope.toml"]);
+    assert_bad(&out, "nope.toml", None, "cannot read playbook");
+    let out = case.fleetfix(&["check", "pb.toml", "-i", "missing.toml"]);
+    assert_bad(&out, "missing.toml", None, "cannot read inventory");
+}
+
+#[test]
+fn error_shows_the_line_and_a_caret() {
+    let case = Case::new();
+    case.write(
+        "bad.toml",
+        "name = \"x\"\n[[steps]]\nrun = \"echo ${{ nope }}\"\n",
+    );
+    let out = case.fleetfix(&["check", "bad.toml"]);
+    assert!(
+        out.stderr.contains("3 | run = \"echo ${{ nope }}\""),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("^"), "{}", out.stderr);
+    let caret_line = out.stderr.lines().find(|l| l.contains('^')).expect("caret");
+    let src_line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("3 | run"))
+        .expect("source");
+    // The caret sits under the `nope`/`${{` insertion, not at column 1.
+    assert!(
+        caret_line.find('^') > src_line.find("run"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn check_warns_about_quoted_insertions() {
+    let case = Case::new();
+    case.write(
+        "q.toml",
+        "name = \"x\"\n[vars]\nv = \"a\"\n[[steps]]\nrun = \"echo '${{ v }}'\"\n",
+    );
+    let out = case.fleetfix(&["check", "q.toml"]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(out.stderr.contains("warning: q.toml:5:"), "{}", out.dump());
+    assert!(out.stderr.contains("inside quotes"), "{}", out.dump());
+}

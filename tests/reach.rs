@@ -1,0 +1,203 @@
+//! Host key verification and unreachable nodes, against real sshd.
+
+mod common;
+
+use common::Fleet;
+use common::cli::{Run, fleetfix, playbook, run};
+use serde_json::Value;
+
+const PLAYBOOK: &str = r#"
+name = "touch"
+[[steps]]
+name = "touch"
+run = "touch ${{ marker_dir }}/touched"
+"#;
+
+fn run_json(fleet: &Fleet, inv: &std::path::Path, extra: &[&str]) -> Run {
+    let pb = playbook(fleet.dir(), "touch.toml", PLAYBOOK);
+    run(fleetfix(fleet.dir())
+        .args(["run", "--output", "json", "-i"])
+        .arg(inv)
+        .arg("--known-hosts")
+        .arg(fleet.known_hosts())
+        .args(extra)
+        .arg(&pb))
+}
+
+/// node name → (status, error) from the node_finished events.
+fn outcomes(out: &Run) -> std::collections::HashMap<String, (String, String)> {
+    out.events()
+        .into_iter()
+        .filter(|e| e["event"] == "node_finished")
+        .map(|e| {
+            let name = e["node"].as_str().unwrap_or_default().to_string();
+            let status = e["status"].as_str().unwrap_or_default().to_string();
+            let error = match &e["error"] {
+                Value::String(s) => s.clone(),
+                _ => String::new(),
+            };
+            (name, (status, error))
+        })
+        .collect()
+}
+
+#[test]
+fn unknown_changed_and_pinned_host_keys() {
+    let fleet = Fleet::builder()
+        .nodes(3)
+        .unknown_host_key("newbie")
+        .changed_host_key("evil")
+        .start();
+    let inv = fleet.write_inventory(&[]);
+    let newbie_fp = fleet.host_fingerprint("newbie");
+
+    // Unknown key: refused with its fingerprint; changed key: refused loudly.
+    let out = run_json(&fleet, &inv, &[]);
+    assert_eq!(out.code, 6, "{}", out.dump());
+    let o = outcomes(&out);
+    assert_eq!(o["newbie"].0, "unreachable");
+    assert!(o["newbie"].1.contains(&newbie_fp), "{:?}", o["newbie"]);
+    assert!(
+        o["newbie"].1.contains("--accept-new-host-keys"),
+        "{:?}",
+        o["newbie"]
+    );
+    assert_eq!(o["evil"].0, "unreachable");
+    assert!(o["evil"].1.contains("HOST KEY CHANGED"), "{:?}", o["evil"]);
+    for n in ["node1", "node2", "node3"] {
+        assert_eq!(o[n].0, "changed", "{n}: {:?}", o[n]);
+    }
+    assert!(!fleet.dir().join("markers/newbie/touched").exists());
+    assert!(!fleet.dir().join("markers/evil/touched").exists());
+
+    // Trust on first use learns the unknown key, still refuses the changed one.
+    let out = run_json(&fleet, &inv, &["--accept-new-host-keys"]);
+    assert_eq!(out.code, 6, "{}", out.dump());
+    let o = outcomes(&out);
+    assert_eq!(o["newbie"].0, "changed", "{:?}", o["newbie"]);
+    assert_eq!(o["evil"].0, "unreachable");
+    assert!(o["evil"].1.contains("HOST KEY CHANGED"), "{:?}", o["evil"]);
+    let kh = std::fs::read_to_string(fleet.known_hosts()).expect("known_hosts");
+    let newbie = fleet.node("newbie");
+    let learned = format!(
+        "{} {}",
+        newbie.known_hosts_host(),
+        fleet.host_pubkey_line("newbie")
+    );
+    assert!(
+        kh.contains(&learned),
+        "learned line {learned:?} missing from\n{kh}"
+    );
+    assert!(fleet.dir().join("markers/newbie/touched").exists());
+
+    // Without the flag the learned key is now trusted.
+    let out = run_json(&fleet, &fleet.write_inventory_for(&["newbie"], &[]), &[]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+}
+
+#[test]
+fn an_inventory_pin_is_honoured() {
+    let fleet = Fleet::builder().nodes(1).unknown_host_key("pinned").start();
+    let fp = fleet.host_fingerprint("pinned");
+    let good =
+        fleet.write_inventory_for(&["pinned"], &[("pinned", &format!("host_key = \"{fp}\""))]);
+    let out = run_json(&fleet, &good, &[]);
+    assert_eq!(out.code, 0, "pin by fingerprint: {}", out.dump());
+
+    let key = fleet.host_pubkey_line("pinned");
+    let by_key =
+        fleet.write_inventory_for(&["pinned"], &[("pinned", &format!("host_key = \"{key}\""))]);
+    let out = run_json(&fleet, &by_key, &[]);
+    assert_eq!(out.code, 0, "pin by key: {}", out.dump());
+
+    // A wrong pin is refused even though known_hosts does not know the host
+    // and trust-on-first-use is on: the pin wins.
+    let wrong = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let bad = fleet.write_inventory_for(
+        &["pinned"],
+        &[("pinned", &format!("host_key = \"{wrong}\""))],
+    );
+    let out = run_json(&fleet, &bad, &["--accept-new-host-keys"]);
+    assert_eq!(out.code, 6, "{}", out.dump());
+    let o = outcomes(&out);
+    assert!(
+        o["pinned"].1.contains("HOST KEY CHANGED"),
+        "{:?}",
+        o["pinned"]
+    );
+    assert!(o["pinned"].1.contains(&fp), "{:?}", o["pinned"]);
+}
+
+#[test]
+fn closed_port_and_rejected_key_are_unreachable_with_distinct_messages() {
+    let fleet = Fleet::builder()
+        .nodes(3)
+        .closed_port("closed")
+        .rejects_client_key("stranger")
+        .start();
+    let inv = fleet.write_inventory(&[]);
+    let out = run_json(&fleet, &inv, &[]);
+    assert_eq!(out.code, 6, "{}", out.dump());
+    let o = outcomes(&out);
+    assert_eq!(o["closed"].0, "unreachable");
+    assert!(
+        o["closed"].1.contains("connection refused"),
+        "{:?}",
+        o["closed"]
+    );
+    assert_eq!(o["stranger"].0, "unreachable");
+    assert!(
+        o["stranger"].1.contains("authentication failed for root@"),
+        "{:?}",
+        o["stranger"]
+    );
+    assert!(
+        o["stranger"].1.contains("client_ed25519") || o["stranger"].1.contains("id_"),
+        "names the key tried: {:?}",
+        o["stranger"]
+    );
+    for n in ["node1", "node2", "node3"] {
+        assert_eq!(o[n].0, "changed", "{n}");
+    }
+    // The human summary names both reasons too.
+    let pb = playbook(fleet.dir(), "touch.toml", PLAYBOOK);
+    let human = run(fleetfix(fleet.dir())
+        .args(["run", "-i"])
+        .arg(&inv)
+        .arg("--known-hosts")
+        .arg(fleet.known_hosts())
+        .arg(&pb));
+    assert_eq!(human.code, 6);
+    assert!(human.stdout.contains("unreachable"), "{}", human.dump());
+    assert!(
+        human.stdout.contains("3 changed, 2 unreachable"),
+        "{}",
+        human.dump()
+    );
+}
+
+#[test]
+fn connect_timeout_is_per_node() {
+    // 127.x addresses always answer, so a black hole needs a listener that
+    // never speaks SSH: a plain TCP socket that accepts and stays silent.
+    let fleet = Fleet::start(2);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let inv = fleet.write_inventory(&[]);
+    let mut text = std::fs::read_to_string(&inv).expect("read");
+    text.push_str(&format!(
+        "\n[nodes.silent]\nhost = \"127.0.0.1\"\nport = {port}\nconnect_timeout = \"1s\"\nvars = {{ marker_dir = \"/nonexistent\" }}\n"
+    ));
+    std::fs::write(&inv, text).expect("write");
+    let started = std::time::Instant::now();
+    let out = run_json(&fleet, &inv, &[]);
+    assert_eq!(out.code, 6, "{}", out.dump());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let o = outcomes(&out);
+    assert!(
+        o["silent"].1.contains("timed out after 1.0s"),
+        "{:?}",
+        o["silent"]
+    );
+    drop(silent);
+}
