@@ -443,4 +443,48 @@ mod tests {
         let s = script_input("echo hi", &[("TOKEN".into(), "a b".into())]);
         assert_eq!(s, "{\nexport TOKEN='a b'\necho hi\n} </dev/null\n");
     }
+
+    fn output(code: i32, stdout: &str, stderr: &str) -> ExecOutput {
+        let cap = |s: &str| crate::ssh::Captured {
+            bytes: s.as_bytes().to_vec(),
+            dropped: 0,
+        };
+        ExecOutput {
+            status: ExitStatus::Code(code),
+            stdout: cap(stdout),
+            stderr: cap(stderr),
+        }
+    }
+
+    fn expecting(exit: Vec<i32>) -> RenderedStep {
+        RenderedStep {
+            script: String::new(),
+            unless: None,
+            env: Vec::new(),
+            expect: RenderedExpect {
+                exit,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_sudo_password_prompt_is_explained() {
+        let out = output(1, "", "sudo: a password is required\n");
+        let why = check(&out, &expecting(vec![0]), None, true).expect("fails");
+        assert!(why.contains("NOPASSWD"), "{why}");
+    }
+
+    #[test]
+    fn expectations_compose() {
+        let mut r = expecting(vec![0, 3]);
+        r.expect.stdout_contains = Some("ready".into());
+        r.expect.stderr_not_contains = Some("error".into());
+        assert_eq!(check(&output(3, "ready\n", ""), &r, None, false), None);
+        assert!(check(&output(1, "ready", ""), &r, None, false).is_some_and(|w| w.contains("exit code 1, expected 0 or 3")));
+        assert!(check(&output(0, "nope", ""), &r, None, false).is_some_and(|w| w.contains("does not contain")));
+        assert!(check(&output(0, "ready", "an error"), &r, None, false).is_some_and(|w| w.contains("stderr contains")));
+        let timed_out = ExecOutput { status: ExitStatus::TimedOut, ..output(0, "", "") };
+        assert!(check(&timed_out, &r, Some(Duration::from_secs(2)), false).is_some_and(|w| w.contains("timed out after 2s")));
+    }
 }

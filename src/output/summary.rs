@@ -117,7 +117,8 @@ impl Reporter for SummaryTable {
                         if s.on_failure { "on_failure " } else { "" },
                         s.step
                     );
-                    if let Some(c) = s.exit {
+                    let says_exit = s.error.as_deref().is_some_and(|e| e.starts_with("exit code"));
+                    if let Some(c) = s.exit.filter(|_| !says_exit) {
                         d.push_str(&format!(" (exit {c})"));
                     }
                     if let Some(e) = &s.error {
@@ -157,5 +158,77 @@ impl Reporter for SummaryTable {
         if self.summary.is_some() {
             println!("{}", self.render());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::StepResult;
+
+    fn at(event: Event) -> Stamped {
+        Stamped {
+            ts: jiff::Timestamp::UNIX_EPOCH,
+            event,
+        }
+    }
+
+    fn step(node: &str, name: &str, status: StepStatus, exit: Option<i32>, stderr: &str) -> Event {
+        Event::StepFinished(StepResult {
+            node: node.into(),
+            step: name.into(),
+            index: 0,
+            on_failure: false,
+            status,
+            attempt: 1,
+            exit,
+            stdout: String::new(),
+            stderr: stderr.into(),
+            duration_ms: 5,
+            error: (status == StepStatus::Failed).then(|| format!("exit code {}, expected 0", exit.unwrap_or(0))),
+        })
+    }
+
+    fn finished(node: &str, status: NodeStatus, error: Option<&str>, image: &str) -> Event {
+        Event::NodeFinished {
+            node: node.into(),
+            status,
+            error: error.map(String::from),
+            duration_ms: 1234,
+            report: [("running_image".to_string(), image.to_string())].into(),
+        }
+    }
+
+    #[test]
+    fn table_shows_status_counts_report_vars_and_failure_detail() {
+        let mut t = SummaryTable::new(vec!["running_image".into()], Some(140));
+        let events = [
+            Event::RunStarted {
+                run_id: "r".into(),
+                playbook: "p".into(),
+                nodes: vec!["dfw1".into(), "dfw2".into(), "ord1".into()],
+            },
+            step("dfw1", "pull image", StepStatus::Changed, Some(0), ""),
+            step("dfw1", "inspect", StepStatus::Ok, Some(0), ""),
+            finished("dfw1", NodeStatus::Changed, None, "relay:sha-39a4e17"),
+            step("dfw2", "pull image", StepStatus::Failed, Some(1), "pulling\nError: manifest unknown\n"),
+            finished("dfw2", NodeStatus::Failed, Some("step `pull image` failed"), "relay:sha-old"),
+            finished("ord1", NodeStatus::Unreachable, Some("connection refused by ord1:22"), ""),
+            Event::RunFinished {
+                summary: Summary {
+                    nodes: 3,
+                    changed: 1,
+                    failed: 1,
+                    unreachable: 1,
+                    exit_code: 1,
+                    duration_ms: 1500,
+                    ..Default::default()
+                },
+            },
+        ];
+        for e in events {
+            t.event(&at(e));
+        }
+        insta::assert_snapshot!(t.render());
     }
 }
