@@ -254,7 +254,7 @@ fn execute(pb: Playbook, common: &Common, conn: &Connection, exec: bool) -> Resu
             credentials,
             keepalive: std::time::Duration::from_secs(5),
         }));
-        let (sink, writer) = output::spawn(reporters(&job, common, exec));
+        let (sink, writer) = output::spawn(job.masker.clone(), reporters(&job, common, exec));
         let summary = executor::run(job.clone(), connector, sink, ExecOptions::default()).await;
         let _ = writer.join();
         Ok(summary.exit_code)

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::secrets::Masker;
+
 /// A step's outcome (SPEC section 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -15,6 +17,10 @@ pub enum StepStatus {
     Changed,
     Skipped,
     Failed,
+    /// `--check`: the step would run (and change the node).
+    WouldRun,
+    /// `--check`: a guard says the step would be skipped.
+    WouldSkip,
 }
 
 /// A node's outcome (SPEC section 6).
@@ -47,6 +53,8 @@ impl StepStatus {
             StepStatus::Changed => "changed",
             StepStatus::Skipped => "skipped",
             StepStatus::Failed => "failed",
+            StepStatus::WouldRun => "would_run",
+            StepStatus::WouldSkip => "would_skip",
         }
     }
 }
@@ -81,6 +89,11 @@ pub struct Summary {
     pub not_run: usize,
     pub exit_code: i32,
     pub duration_ms: u64,
+    /// Why the run stopped before every node ran, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    /// `--check`: nodes that would change are counted as `changed`.
+    pub check: bool,
 }
 
 impl Summary {
@@ -95,12 +108,17 @@ impl Summary {
         }
     }
 
-    /// SPEC section 2: 1 if any node failed, else 6 if any was unreachable.
+    /// SPEC section 2. A stopped rollout (3) outranks a failed node (1),
+    /// which outranks unreachable nodes (6), which outrank drift (5).
     pub fn compute_exit_code(&self) -> i32 {
-        if self.failed > 0 {
+        if self.stopped.is_some() {
+            3
+        } else if self.failed > 0 {
             1
         } else if self.unreachable > 0 {
             6
+        } else if self.check && self.changed > 0 {
+            5
         } else {
             0
         }
@@ -115,6 +133,9 @@ pub enum Event {
         run_id: String,
         playbook: String,
         nodes: Vec<Arc<str>>,
+        /// Batch sizes, in order.
+        batches: Vec<usize>,
+        check: bool,
     },
     BatchStarted {
         batch: usize,
@@ -146,6 +167,16 @@ pub enum Event {
     BatchFinished {
         batch: usize,
     },
+    /// A `[[gate]]` ran on the runner after a batch.
+    GateFinished {
+        batch: usize,
+        gate: String,
+        ok: bool,
+        attempt: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        duration_ms: u64,
+    },
     RunFinished {
         summary: Summary,
     },
@@ -159,19 +190,49 @@ pub struct Stamped {
     pub event: Event,
 }
 
-/// Where the executor sends events; cheap to clone, never blocks.
+impl Event {
+    /// Replaces secret values in every text the event carries.
+    fn mask(&mut self, m: &Masker) {
+        match self {
+            Event::StepFinished(s) => {
+                m.mask_in_place(&mut s.stdout);
+                m.mask_in_place(&mut s.stderr);
+                if let Some(e) = &mut s.error {
+                    m.mask_in_place(e);
+                }
+            }
+            Event::NodeFinished { error, report, .. } => {
+                if let Some(e) = error {
+                    m.mask_in_place(e);
+                }
+                for v in report.values_mut() {
+                    m.mask_in_place(v);
+                }
+            }
+            Event::GateFinished { error: Some(e), .. } => m.mask_in_place(e),
+            _ => {}
+        }
+    }
+}
+
+/// Where the executor sends events; cheap to clone, never blocks. Secrets
+/// are masked here, once, so no writer can ever see them.
 #[derive(Clone)]
 pub struct EventSink {
     tx: mpsc::UnboundedSender<Arc<Stamped>>,
+    masker: Arc<Masker>,
 }
 
 impl EventSink {
-    pub fn channel() -> (Self, mpsc::UnboundedReceiver<Arc<Stamped>>) {
+    pub fn channel(masker: Arc<Masker>) -> (Self, mpsc::UnboundedReceiver<Arc<Stamped>>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (EventSink { tx }, rx)
+        (EventSink { tx, masker }, rx)
     }
 
-    pub fn emit(&self, event: Event) {
+    pub fn emit(&self, mut event: Event) {
+        if !self.masker.is_empty() {
+            event.mask(&self.masker);
+        }
         let stamped = Stamped {
             ts: jiff::Timestamp::now(),
             event,

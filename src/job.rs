@@ -8,8 +8,10 @@ use minijinja::value::Value;
 use regex::{Regex, RegexBuilder};
 
 use crate::error::Error;
+use crate::http;
 use crate::inventory::{Inventory, Node};
-use crate::playbook::{Playbook, Step, Text};
+use crate::playbook::{Expect, GateCheck, Playbook, Step, Text};
+use crate::secrets::{self, Masker};
 use crate::select;
 use crate::template::{self, Mode, Templates};
 use crate::vars::{self, Layers, RunInfo, Vars};
@@ -51,14 +53,35 @@ pub struct RenderedExpect {
     pub stderr_not_contains: Option<String>,
 }
 
+/// Timeout of an HTTP check that sets none.
+pub const DEFAULT_HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a gate runs, rendered.
+#[derive(Debug, Clone)]
+pub enum GateRun {
+    Local { script: String, shell: String },
+    Http(http::Request),
+}
+
+/// A gate ready to run.
+#[derive(Debug, Clone)]
+pub struct RenderedGate {
+    pub check: GateRun,
+    pub expect: (RenderedExpect, http::Expect),
+}
+
 /// A validated job, shared read-only by every node task.
 pub struct Job {
     pub playbook: Playbook,
     pub nodes: Vec<Arc<Node>>,
     /// Each selected node's variables before captures (same order as `nodes`).
     pub node_vars: Vec<Vars>,
+    /// Variables of run-wide checks (gates): no `node.*`.
+    pub global_vars: Vars,
     pub run: RunInfo,
     pub concurrency: usize,
+    /// Hides secret values in everything written.
+    pub masker: Arc<Masker>,
     /// Non-fatal findings of `check`, rendered for a person.
     pub warnings: Vec<String>,
     templates: Templates,
@@ -81,18 +104,22 @@ impl Job {
             id: opts.run_id.clone(),
             playbook: playbook.name.clone(),
         };
+        let secret_values = secrets::resolve(&playbook.secrets, &playbook.source)?;
+        let masker = Arc::new(Masker::new(secret_values.iter().map(|(_, v)| v.as_str())));
         let layers = Layers {
             playbook: &playbook.vars,
             inventory: &inventory.vars,
             overrides: &opts.overrides,
             run: &run,
+            secrets: &secret_values,
         };
         check_captures(&playbook, &layers, &inventory.nodes)?;
         let node_vars: Vec<Vars> = nodes.iter().map(|n| layers.for_node(n)).collect();
+        let global_vars = layers.global();
         let templates = compile(&playbook)?;
         let concurrency = opts
             .concurrency
-            .or(playbook.concurrency)
+            .or(playbook.rollout.concurrency)
             .unwrap_or(DEFAULT_CONCURRENCY)
             .max(1);
         let job = Job {
@@ -100,13 +127,18 @@ impl Job {
             playbook,
             nodes,
             node_vars,
+            global_vars,
             run,
             concurrency,
+            masker,
             templates,
         };
         job.check_report_vars()?;
         for (node, vars) in job.nodes.iter().zip(&job.node_vars) {
             job.dry_render(vars).map_err(|e| e.for_node(&node.name))?;
+        }
+        for i in 0..job.playbook.gates.len() {
+            job.render_gate(i)?;
         }
         Ok(job)
     }
@@ -161,33 +193,94 @@ impl Job {
                 text(&format!("env.{name}"), value, Mode::Text, "`env`")?,
             ));
         }
-        let e = &step.expect;
-        let opt = |field: &str, t: &Option<Text>| -> Result<Option<String>, Error> {
-            t.as_ref()
-                .map(|t| text(field, t, Mode::Text, "`expect`"))
-                .transpose()
+        let (expect, _) = self.render_expect(&key(""), &step.expect, &ctx)?;
+        Ok(RenderedStep {
+            script,
+            unless,
+            env,
+            expect,
+        })
+    }
+
+    /// Renders gate `i` with the run-wide variables.
+    pub fn render_gate(&self, i: usize) -> Result<RenderedGate, Error> {
+        let gate = &self.playbook.gates[i];
+        let ctx = vars::context(&self.global_vars);
+        let src = &self.playbook.source;
+        let text = |field: &str, t: &Text, mode: Mode| {
+            self.templates
+                .render(&format!("g{i}.{field}"), mode, &ctx)
+                .map_err(|e| template::error_at(src, t, &e, "a gate"))
         };
+        let check = match &gate.check {
+            GateCheck::Local { script, shell } => GateRun::Local {
+                script: text("script", script, Mode::Shell)?,
+                shell: shell.clone(),
+            },
+            GateCheck::Http(h) => {
+                let mut headers = Vec::new();
+                for (k, v) in &h.headers {
+                    headers.push((k.clone(), text(&format!("header.{k}"), v, Mode::Text)?));
+                }
+                GateRun::Http(http::Request {
+                    method: h.method.clone(),
+                    url: text("url", &h.url, Mode::Text)?,
+                    headers,
+                    body: h
+                        .body
+                        .as_ref()
+                        .map(|b| text("body", b, Mode::Text))
+                        .transpose()?,
+                    insecure_tls: h.insecure_tls,
+                    timeout: h.timeout.or(gate.timeout).unwrap_or(DEFAULT_HTTP_TIMEOUT),
+                })
+            }
+        };
+        let expect = self.render_expect(&format!("g{i}"), &gate.expect, &ctx)?;
+        Ok(RenderedGate { check, expect })
+    }
+
+    /// Renders the expectation templates registered under `prefix`.
+    fn render_expect(
+        &self,
+        prefix: &str,
+        e: &Expect,
+        ctx: &Value,
+    ) -> Result<(RenderedExpect, http::Expect), Error> {
+        let src = &self.playbook.source;
+        let text = |field: &str, t: &Text| {
+            self.templates
+                .render(&format!("{prefix}.expect.{field}"), Mode::Text, ctx)
+                .map_err(|err| template::error_at(src, t, &err, "`expect`"))
+        };
+        let opt = |field: &str, t: &Option<Text>| t.as_ref().map(|t| text(field, t)).transpose();
         let stdout_regex = match (&e.stdout_regex, opt("stdout_regex", &e.stdout_regex)?) {
-            (Some(t), Some(src)) => Some(RegexBuilder::new(&src).multi_line(true).build().map_err(|err| {
+            (Some(t), Some(re)) => Some(RegexBuilder::new(&re).multi_line(true).build().map_err(|err| {
                 Error::at(
-                    self.playbook.source.locate(t.span.clone()),
+                    src.locate(t.span.clone()),
                     format!("stdout_regex is not a valid regular expression: {err}"),
                     "the syntax is Rust's regex crate (like RE2); `^` and `$` match at line ends",
                 )
             })?),
             _ => None,
         };
-        Ok(RenderedStep {
-            script,
-            unless,
-            env,
-            expect: RenderedExpect {
-                exit: e.exit.clone(),
-                stdout_contains: opt("stdout_contains", &e.stdout_contains)?,
-                stdout_regex,
-                stderr_not_contains: opt("stderr_not_contains", &e.stderr_not_contains)?,
-            },
-        })
+        let mut headers = Vec::new();
+        for (k, v) in &e.headers {
+            headers.push((k.clone(), text(&format!("header.{k}"), v)?));
+        }
+        let command = RenderedExpect {
+            exit: e.exit.clone(),
+            stdout_contains: opt("stdout_contains", &e.stdout_contains)?,
+            stdout_regex,
+            stderr_not_contains: opt("stderr_not_contains", &e.stderr_not_contains)?,
+        };
+        let web = http::Expect {
+            status: e.status.clone(),
+            headers,
+            body_contains: opt("body_contains", &e.body_contains)?,
+            body_not_contains: opt("body_not_contains", &e.body_not_contains)?,
+        };
+        Ok((command, web))
     }
 
     /// A stand-in value for a capture not yet known (shown as itself by `plan`).
@@ -278,22 +371,61 @@ fn compile(pb: &Playbook) -> Result<Templates, Error> {
         for (name, v) in &step.env {
             add(&format!("env.{name}"), v, Mode::Text)?;
         }
-        let e = &step.expect;
-        for (field, v) in [
-            ("stdout_contains", &e.stdout_contains),
-            ("stdout_regex", &e.stdout_regex),
-            ("stderr_not_contains", &e.stderr_not_contains),
-        ] {
-            if let Some(v) = v {
-                add(field, v, Mode::Text)?;
-            }
-        }
+        add_expect(&mut t, src, &key(r, ""), &step.expect)?;
         if let Some(w) = &step.when {
             t.check_expression(&w.text)
                 .map_err(|e| template::error_at(src, w, &e, "`when`"))?;
         }
     }
+    for (i, gate) in pb.gates.iter().enumerate() {
+        let mut add = |field: &str, text: &Text, mode: Mode| {
+            t.add(&format!("g{i}.{field}"), mode, &text.text)
+                .map_err(|e| template::error_at(src, text, &e, "a gate"))
+        };
+        match &gate.check {
+            GateCheck::Local { script, .. } => add("script", script, Mode::Shell)?,
+            GateCheck::Http(h) => {
+                add("url", &h.url, Mode::Text)?;
+                for (k, v) in &h.headers {
+                    add(&format!("header.{k}"), v, Mode::Text)?;
+                }
+                if let Some(b) = &h.body {
+                    add("body", b, Mode::Text)?;
+                }
+            }
+        }
+        add_expect(&mut t, src, &format!("g{i}"), &gate.expect)?;
+    }
     Ok(t)
+}
+
+/// Registers an expectation's templates under `{prefix}.expect.*`.
+fn add_expect(
+    t: &mut Templates,
+    src: &crate::error::SourceFile,
+    prefix: &str,
+    e: &Expect,
+) -> Result<(), Error> {
+    let mut fields: Vec<(String, &Text)> = Vec::new();
+    for (name, v) in [
+        ("stdout_contains", &e.stdout_contains),
+        ("stdout_regex", &e.stdout_regex),
+        ("stderr_not_contains", &e.stderr_not_contains),
+        ("body_contains", &e.body_contains),
+        ("body_not_contains", &e.body_not_contains),
+    ] {
+        if let Some(v) = v {
+            fields.push((name.to_string(), v));
+        }
+    }
+    for (k, v) in &e.headers {
+        fields.push((format!("header.{k}"), v));
+    }
+    for (field, text) in fields {
+        t.add(&format!("{prefix}.expect.{field}"), Mode::Text, &text.text)
+            .map_err(|err| template::error_at(src, text, &err, "`expect`"))?;
+    }
+    Ok(())
 }
 
 /// A capture may not reuse a name defined elsewhere (SPEC section 5).

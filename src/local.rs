@@ -35,19 +35,21 @@ pub async fn exec(req: &ExecRequest) -> Result<ExecOutput, SessionError> {
     let cap = req.output_cap;
     let out = tokio::spawn(read_capped(child.stdout.take(), cap));
     let err = tokio::spawn(read_capped(child.stderr.take(), cap));
-    let waited = match req.timeout {
-        Some(t) => tokio::time::timeout(t, child.wait()).await.ok(),
-        None => Some(child.wait().await),
+    let limit = req.timeout.unwrap_or(Duration::from_secs(86_400 * 365));
+    let waited = tokio::select! {
+        w = child.wait() => Ok(w),
+        _ = tokio::time::sleep(limit) => Err(ExitStatus::TimedOut),
+        _ = req.cancel.cancelled() => Err(ExitStatus::Interrupted),
     };
     let status = match waited {
-        Some(Ok(st)) => match st.code() {
+        Ok(Ok(st)) => match st.code() {
             Some(c) => ExitStatus::Code(c),
             None => ExitStatus::Signal(format!("{st}")),
         },
-        Some(Err(e)) => return Err(SessionError::Lost(e.to_string())),
-        None => {
+        Ok(Err(e)) => return Err(SessionError::Lost(e.to_string())),
+        Err(why) => {
             end_group(pgid, &mut child).await;
-            ExitStatus::TimedOut
+            why
         }
     };
     let _ = writer.await;

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use crate::error::{Error, SourceFile};
+use crate::rollout::{Rollout, Size, SizeValue};
 use crate::toml_source;
 
 const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -22,17 +23,60 @@ struct RawPlaybook {
     #[serde(default)]
     vars: IndexMap<String, toml::Value>,
     #[serde(default)]
+    secrets: IndexMap<String, Spanned<RawSecret>>,
+    #[serde(default)]
     rollout: RawRollout,
+    #[serde(default)]
+    gate: Vec<Spanned<RawGate>>,
     #[serde(default)]
     steps: Vec<Spanned<RawStep>>,
     #[serde(default)]
     on_failure: Vec<Spanned<RawStep>>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    env: String,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawRollout {
+    batches: Option<Spanned<Vec<SizeValue>>>,
     concurrency: Option<Spanned<usize>>,
+    max_failed: Option<Spanned<SizeValue>>,
+    max_unreachable: Option<Spanned<SizeValue>>,
+    pause: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    url: Spanned<String>,
+    method: Option<Spanned<String>>,
+    #[serde(default)]
+    headers: IndexMap<String, Spanned<String>>,
+    body: Option<Spanned<String>>,
+    #[serde(default)]
+    insecure_tls: bool,
+    timeout: Option<Spanned<String>>,
+    via: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGate {
+    name: String,
+    http: Option<RawHttp>,
+    local: Option<Spanned<String>>,
+    shell: Option<String>,
+    #[serde(default = "no_expect")]
+    expect: Spanned<RawExpect>,
+    #[serde(default)]
+    retries: u32,
+    retry_delay: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +93,31 @@ struct RawExpect {
     stdout_contains: Option<Spanned<String>>,
     stdout_regex: Option<Spanned<String>>,
     stderr_not_contains: Option<Spanned<String>>,
+    status: Option<OneOrMany>,
+    #[serde(default)]
+    headers: IndexMap<String, Spanned<String>>,
+    body_contains: Option<Spanned<String>>,
+    body_not_contains: Option<Spanned<String>>,
+}
+
+fn no_expect() -> Spanned<RawExpect> {
+    Spanned::new(0..0, RawExpect::default())
+}
+
+impl RawExpect {
+    fn has_command_checks(&self) -> bool {
+        self.exit.is_some()
+            || self.stdout_contains.is_some()
+            || self.stdout_regex.is_some()
+            || self.stderr_not_contains.is_some()
+    }
+
+    fn has_http_checks(&self) -> bool {
+        self.status.is_some()
+            || !self.headers.is_empty()
+            || self.body_contains.is_some()
+            || self.body_not_contains.is_some()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,8 +130,8 @@ struct RawStep {
     when: Option<Spanned<String>>,
     unless: Option<Spanned<String>>,
     capture: Option<Spanned<String>>,
-    #[serde(default)]
-    expect: RawExpect,
+    #[serde(default = "no_expect")]
+    expect: Spanned<RawExpect>,
     #[serde(default)]
     retries: u32,
     retry_delay: Option<Spanned<String>>,
@@ -109,13 +178,57 @@ impl Action {
     }
 }
 
-/// Output checks of a run/local step.
+/// Checks of a step's outcome: exit code and output for commands, status,
+/// headers and body for HTTP.
 #[derive(Debug, Clone, Default)]
 pub struct Expect {
     pub exit: Vec<i32>,
     pub stdout_contains: Option<Text>,
     pub stdout_regex: Option<Text>,
     pub stderr_not_contains: Option<Text>,
+    pub status: Vec<u16>,
+    /// Header name (lower-case) → exact value.
+    pub headers: IndexMap<String, Text>,
+    pub body_contains: Option<Text>,
+    pub body_not_contains: Option<Text>,
+}
+
+/// An HTTP request (gates now, `http` steps later share it).
+#[derive(Debug, Clone)]
+pub struct HttpSpec {
+    pub url: Text,
+    pub method: String,
+    pub headers: IndexMap<String, Text>,
+    pub body: Option<Text>,
+    pub insecure_tls: bool,
+    pub timeout: Option<Duration>,
+}
+
+/// What a gate checks, on the runner.
+#[derive(Debug, Clone)]
+pub enum GateCheck {
+    Local { script: Text, shell: String },
+    Http(HttpSpec),
+}
+
+/// A `[[gate]]`: run once on the runner after each batch.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub name: String,
+    pub check: GateCheck,
+    pub expect: Expect,
+    pub retries: u32,
+    pub retry_delay: Duration,
+    pub timeout: Option<Duration>,
+    pub span: Range<usize>,
+}
+
+/// A `[secrets]` entry: read from the runner's environment, masked everywhere.
+#[derive(Debug, Clone)]
+pub struct SecretSpec {
+    pub name: String,
+    pub env: String,
+    pub span: Range<usize>,
 }
 
 /// One validated step.
@@ -146,7 +259,9 @@ pub struct Playbook {
     pub description: Option<String>,
     pub report_vars: Vec<Spanned<String>>,
     pub vars: IndexMap<String, toml::Value>,
-    pub concurrency: Option<usize>,
+    pub secrets: Vec<SecretSpec>,
+    pub rollout: Rollout,
+    pub gates: Vec<Gate>,
     pub steps: Vec<Step>,
     pub on_failure: Vec<Step>,
 }
@@ -160,16 +275,21 @@ impl Playbook {
     /// Validates a playbook already in memory.
     pub fn from_source(source: SourceFile) -> Result<Self, Error> {
         let raw: RawPlaybook = toml_source::parse(&source, "playbook")?;
-        let concurrency = match raw.rollout.concurrency {
-            Some(c) if *c.get_ref() == 0 => {
-                return Err(Error::at(
-                    source.locate(c.span()),
-                    "concurrency must be at least 1",
-                    "set [rollout] concurrency to the most nodes to work on at once",
-                ));
-            }
-            c => c.map(|c| c.into_inner()),
-        };
+        let rollout = convert_rollout(&source, &raw.rollout)?;
+        let gates = raw
+            .gate
+            .iter()
+            .map(|g| convert_gate(&source, g))
+            .collect::<Result<Vec<_>, _>>()?;
+        let secrets = raw
+            .secrets
+            .iter()
+            .map(|(name, s)| SecretSpec {
+                name: name.clone(),
+                env: s.get_ref().env.clone(),
+                span: s.span(),
+            })
+            .collect();
         let steps = convert_steps(&source, &raw.steps)?;
         let on_failure = convert_steps(&source, &raw.on_failure)?;
         if steps.is_empty() {
@@ -185,7 +305,9 @@ impl Playbook {
             description: raw.description,
             report_vars: raw.report_vars,
             vars: raw.vars,
-            concurrency,
+            secrets,
+            rollout,
+            gates,
             steps,
             on_failure,
         })
@@ -216,7 +338,9 @@ impl Playbook {
             description: None,
             report_vars: Vec::new(),
             vars: IndexMap::new(),
-            concurrency: None,
+            secrets: Vec::new(),
+            rollout: Rollout::default(),
+            gates: Vec::new(),
             steps,
             on_failure: Vec::new(),
         }
@@ -283,16 +407,14 @@ fn convert_step(
             .map(|d| toml_source::duration(source, d))
             .transpose()
     };
-    let expect = Expect {
-        exit: match &raw.expect.exit {
-            None => vec![0],
-            Some(OneOrMany::One(c)) => vec![*c],
-            Some(OneOrMany::Many(c)) => c.clone(),
-        },
-        stdout_contains: raw.expect.stdout_contains.as_ref().map(Text::from),
-        stdout_regex: raw.expect.stdout_regex.as_ref().map(Text::from),
-        stderr_not_contains: raw.expect.stderr_not_contains.as_ref().map(Text::from),
-    };
+    if raw.expect.get_ref().has_http_checks() {
+        return Err(Error::at(
+            source.locate(raw.expect.span()),
+            "status, headers and body checks belong to http steps",
+            "for a command, expect `exit`, `stdout_contains`, `stdout_regex` or `stderr_not_contains`",
+        ));
+    }
+    let expect = convert_expect(raw.expect.get_ref());
     if let Some(capture) = &raw.capture {
         check_identifier(source, capture)?;
     }
@@ -314,6 +436,180 @@ fn convert_step(
             .collect(),
         changes: raw.changes.unwrap_or(true),
         ignore_failure: raw.ignore_failure,
+        span: spanned.span(),
+    })
+}
+
+fn convert_expect(raw: &RawExpect) -> Expect {
+    let codes = |v: &Option<OneOrMany>| match v {
+        None => Vec::new(),
+        Some(OneOrMany::One(c)) => vec![*c],
+        Some(OneOrMany::Many(c)) => c.clone(),
+    };
+    let exit = codes(&raw.exit);
+    Expect {
+        exit: if exit.is_empty() { vec![0] } else { exit },
+        stdout_contains: raw.stdout_contains.as_ref().map(Text::from),
+        stdout_regex: raw.stdout_regex.as_ref().map(Text::from),
+        stderr_not_contains: raw.stderr_not_contains.as_ref().map(Text::from),
+        status: codes(&raw.status).into_iter().map(|c| c as u16).collect(),
+        headers: raw
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), Text::from(v)))
+            .collect(),
+        body_contains: raw.body_contains.as_ref().map(Text::from),
+        body_not_contains: raw.body_not_contains.as_ref().map(Text::from),
+    }
+}
+
+fn convert_rollout(source: &SourceFile, raw: &RawRollout) -> Result<Rollout, Error> {
+    let size = |v: &Spanned<SizeValue>, what: &str| {
+        Size::parse(v.get_ref()).map_err(|e| {
+            Error::at(
+                source.locate(v.span()),
+                format!("{what}: {e}"),
+                "write a node count like 2, or a percentage of the selected nodes like \"25%\"",
+            )
+        })
+    };
+    let mut batches = Vec::new();
+    if let Some(list) = &raw.batches {
+        if list.get_ref().is_empty() {
+            return Err(Error::at(
+                source.locate(list.span()),
+                "batches is empty",
+                "list batch sizes, e.g. batches = [1, \"50%\"], or remove the key for one batch",
+            ));
+        }
+        for v in list.get_ref() {
+            let spanned = Spanned::new(list.span(), v.clone());
+            batches.push(size(&spanned, "batches")?);
+        }
+    }
+    let concurrency = match &raw.concurrency {
+        Some(c) if *c.get_ref() == 0 => {
+            return Err(Error::at(
+                source.locate(c.span()),
+                "concurrency must be at least 1",
+                "set [rollout] concurrency to the most nodes to work on at once",
+            ));
+        }
+        c => c.as_ref().map(|c| *c.get_ref()),
+    };
+    Ok(Rollout {
+        batches,
+        concurrency,
+        max_failed: raw
+            .max_failed
+            .as_ref()
+            .map(|v| size(v, "max_failed"))
+            .transpose()?,
+        max_unreachable: raw
+            .max_unreachable
+            .as_ref()
+            .map(|v| size(v, "max_unreachable"))
+            .transpose()?,
+        pause: raw
+            .pause
+            .as_ref()
+            .map(|p| toml_source::duration(source, p))
+            .transpose()?
+            .unwrap_or_default(),
+    })
+}
+
+fn convert_http(source: &SourceFile, raw: &RawHttp) -> Result<HttpSpec, Error> {
+    let method = raw
+        .method
+        .as_ref()
+        .map(|m| m.get_ref().trim().to_ascii_uppercase())
+        .unwrap_or_else(|| "GET".to_string());
+    if let Some(m) = &raw.method
+        && (method.is_empty() || !method.chars().all(|c| c.is_ascii_alphabetic()))
+    {
+        return Err(Error::at(
+            source.locate(m.span()),
+            format!("`{}` is not an HTTP method", m.get_ref()),
+            "use GET, HEAD, OPTIONS, POST, PUT, PATCH or DELETE",
+        ));
+    }
+    Ok(HttpSpec {
+        url: Text::from(&raw.url),
+        method,
+        headers: raw
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Text::from(v)))
+            .collect(),
+        body: raw.body.as_ref().map(Text::from),
+        insecure_tls: raw.insecure_tls,
+        timeout: raw
+            .timeout
+            .as_ref()
+            .map(|t| toml_source::duration(source, t))
+            .transpose()?,
+    })
+}
+
+fn convert_gate(source: &SourceFile, spanned: &Spanned<RawGate>) -> Result<Gate, Error> {
+    let raw = spanned.get_ref();
+    let here = || source.locate(spanned.span());
+    let check = match (&raw.http, &raw.local) {
+        (Some(http), None) => {
+            if let Some(via) = &http.via {
+                return Err(Error::at(
+                    source.locate(via.span()),
+                    "a gate runs on the runner; `via` does not apply",
+                    "remove `via`, or check the node itself in a step with via = \"ssh\"",
+                ));
+            }
+            if raw.expect.get_ref().has_command_checks() {
+                return Err(Error::at(
+                    source.locate(raw.expect.span()),
+                    "exit and stdout checks belong to commands, not HTTP",
+                    "expect `status`, `headers`, `body_contains` or `body_not_contains`",
+                ));
+            }
+            GateCheck::Http(convert_http(source, http)?)
+        }
+        (None, Some(local)) => {
+            if raw.expect.get_ref().has_http_checks() {
+                return Err(Error::at(
+                    source.locate(raw.expect.span()),
+                    "status, headers and body checks belong to http gates",
+                    "for a command, expect `exit`, `stdout_contains`, `stdout_regex` or `stderr_not_contains`",
+                ));
+            }
+            GateCheck::Local {
+                script: Text::from(local),
+                shell: raw.shell.clone().unwrap_or_else(|| "sh".to_string()),
+            }
+        }
+        _ => {
+            return Err(Error::at(
+                here(),
+                format!("gate `{}` needs exactly one of `http` or `local`", raw.name),
+                "a gate is an HTTP check or a command, run on the runner after each batch",
+            ));
+        }
+    };
+    let mut expect = convert_expect(raw.expect.get_ref());
+    if matches!(check, GateCheck::Http(_)) && expect.status.is_empty() {
+        expect.status = (200..300).collect();
+    }
+    let duration = |v: &Option<Spanned<String>>| {
+        v.as_ref()
+            .map(|d| toml_source::duration(source, d))
+            .transpose()
+    };
+    Ok(Gate {
+        name: raw.name.clone(),
+        check,
+        expect,
+        retries: raw.retries,
+        retry_delay: duration(&raw.retry_delay)?.unwrap_or(DEFAULT_RETRY_DELAY),
+        timeout: duration(&raw.timeout)?,
         span: spanned.span(),
     })
 }

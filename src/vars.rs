@@ -56,13 +56,28 @@ pub struct Layers<'a> {
     pub inventory: &'a IndexMap<String, toml::Value>,
     pub overrides: &'a IndexMap<String, String>,
     pub run: &'a RunInfo,
+    /// `secret.NAME` values (masked wherever output goes).
+    pub secrets: &'a [(String, String)],
 }
 
 impl Layers<'_> {
     /// The full variable set of one node, before any capture.
     pub fn for_node(&self, node: &Node) -> Vars {
+        self.build(Some(node))
+    }
+
+    /// The variables of run-wide checks (gates): every layer but a node's.
+    pub fn global(&self) -> Vars {
+        self.build(None)
+    }
+
+    fn build(&self, node: Option<&Node>) -> Vars {
         let mut vars = Vars::new();
-        for layer in [self.playbook, self.inventory, &node.vars] {
+        let node_vars = node.map(|n| &n.vars);
+        for layer in [Some(self.playbook), Some(self.inventory), node_vars]
+            .into_iter()
+            .flatten()
+        {
             for (k, v) in layer {
                 vars.insert(k.clone(), Value::from_serialize(v));
             }
@@ -70,7 +85,17 @@ impl Layers<'_> {
         for (k, v) in self.overrides {
             vars.insert(k.clone(), Value::from(v.as_str()));
         }
-        vars.insert("node".into(), node_value(node));
+        if let Some(node) = node {
+            vars.insert("node".into(), node_value(node));
+        }
+        vars.insert(
+            "secret".into(),
+            Value::from_iter(
+                self.secrets
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), Value::from(v.as_str()))),
+            ),
+        );
         vars.insert(
             "run".into(),
             Value::from_iter([

@@ -30,7 +30,7 @@ impl Bars {
     /// `rows` is the terminal height; node lines take what the bar leaves.
     pub fn new(rows: usize) -> Self {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
-        let overall = multi.add(ProgressBar::new(0));
+        let overall = multi.add(ProgressBar::hidden());
         overall.set_style(
             ProgressStyle::with_template(
                 "{prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} nodes · {msg} · {elapsed_precise}",
@@ -38,7 +38,6 @@ impl Bars {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        overall.enable_steady_tick(Duration::from_millis(200));
         Bars {
             multi,
             overall,
@@ -99,6 +98,7 @@ impl Reporter for Bars {
                 self.overall.set_length(nodes.len() as u64);
                 self.overall.set_prefix(playbook.clone());
                 self.overall_msg();
+                self.overall.enable_steady_tick(Duration::from_millis(200));
             }
             Event::BatchStarted { batch, batches, .. } => {
                 self.batch = format!("batch {batch}/{batches}");
@@ -162,10 +162,13 @@ impl Reporter for Bars {
                 self.overall_msg();
             }
             Event::RunFinished { .. } => {
-                self.overall.finish();
                 for (_, bar) in self.lines.drain() {
                     bar.finish_and_clear();
                 }
+                self.overall.finish();
+                // indicatif leaves the cursor at the end of the bar line; what
+                // follows (the summary table) must start on a line of its own.
+                eprintln!();
             }
             _ => {}
         }

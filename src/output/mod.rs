@@ -16,6 +16,7 @@ pub use plain::{ExecGrouped, PlainLines};
 pub use summary::SummaryTable;
 
 use crate::events::{EventSink, Stamped};
+use crate::secrets::Masker;
 
 /// A consumer of the event stream.
 pub trait Reporter: Send {
@@ -25,8 +26,11 @@ pub trait Reporter: Send {
 }
 
 /// Starts a thread feeding every event to `reporters`, in order.
-pub fn spawn(mut reporters: Vec<Box<dyn Reporter>>) -> (EventSink, JoinHandle<()>) {
-    let (sink, mut rx) = EventSink::channel();
+pub fn spawn(
+    masker: Arc<Masker>,
+    mut reporters: Vec<Box<dyn Reporter>>,
+) -> (EventSink, JoinHandle<()>) {
+    let (sink, mut rx) = EventSink::channel(masker);
     let handle = std::thread::spawn(move || {
         while let Some(ev) = rx.blocking_recv() {
             let ev: Arc<Stamped> = ev;

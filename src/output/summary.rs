@@ -104,10 +104,11 @@ impl Reporter for SummaryTable {
             Event::RunStarted { nodes, .. } => self.order = nodes.clone(),
             Event::StepFinished(s) => {
                 let row = self.rows.entry(s.node.clone()).or_default();
+                // Under --check, `would_run` counts as changed, `would_skip` as skipped.
                 let i = match s.status {
                     StepStatus::Ok => 0,
-                    StepStatus::Changed => 1,
-                    StepStatus::Skipped => 2,
+                    StepStatus::Changed | StepStatus::WouldRun => 1,
+                    StepStatus::Skipped | StepStatus::WouldSkip => 2,
                     StepStatus::Failed => 3,
                 };
                 row.counts[i] += 1;
@@ -117,7 +118,10 @@ impl Reporter for SummaryTable {
                         if s.on_failure { "on_failure " } else { "" },
                         s.step
                     );
-                    let says_exit = s.error.as_deref().is_some_and(|e| e.starts_with("exit code"));
+                    let says_exit = s
+                        .error
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("exit code"));
                     if let Some(c) = s.exit.filter(|_| !says_exit) {
                         d.push_str(&format!(" (exit {c})"));
                     }
@@ -185,7 +189,8 @@ mod tests {
             stdout: String::new(),
             stderr: stderr.into(),
             duration_ms: 5,
-            error: (status == StepStatus::Failed).then(|| format!("exit code {}, expected 0", exit.unwrap_or(0))),
+            error: (status == StepStatus::Failed)
+                .then(|| format!("exit code {}, expected 0", exit.unwrap_or(0))),
         })
     }
 
@@ -207,13 +212,31 @@ mod tests {
                 run_id: "r".into(),
                 playbook: "p".into(),
                 nodes: vec!["dfw1".into(), "dfw2".into(), "ord1".into()],
+                batches: vec![3],
+                check: false,
             },
             step("dfw1", "pull image", StepStatus::Changed, Some(0), ""),
             step("dfw1", "inspect", StepStatus::Ok, Some(0), ""),
             finished("dfw1", NodeStatus::Changed, None, "relay:sha-39a4e17"),
-            step("dfw2", "pull image", StepStatus::Failed, Some(1), "pulling\nError: manifest unknown\n"),
-            finished("dfw2", NodeStatus::Failed, Some("step `pull image` failed"), "relay:sha-old"),
-            finished("ord1", NodeStatus::Unreachable, Some("connection refused by ord1:22"), ""),
+            step(
+                "dfw2",
+                "pull image",
+                StepStatus::Failed,
+                Some(1),
+                "pulling\nError: manifest unknown\n",
+            ),
+            finished(
+                "dfw2",
+                NodeStatus::Failed,
+                Some("step `pull image` failed"),
+                "relay:sha-old",
+            ),
+            finished(
+                "ord1",
+                NodeStatus::Unreachable,
+                Some("connection refused by ord1:22"),
+                "",
+            ),
             Event::RunFinished {
                 summary: Summary {
                     nodes: 3,

@@ -311,38 +311,26 @@ impl Session for SshSession {
         let mut deadline = req.timeout.map(|t| Instant::now() + t);
         let mut kills = 0u8;
         loop {
-            let waited = match deadline {
-                Some(d) => tokio::time::timeout_at(d, ch.wait()).await,
-                None => Ok(ch.wait().await),
-            };
-            let msg = match waited {
-                Ok(Some(msg)) => msg,
-                Ok(None) => break,
-                Err(_) => {
-                    // Timeout: end the remote process group (TERM, then KILL),
-                    // then give up on the channel.
-                    out.timed_out = true;
-                    if kills == 2 {
-                        let _ = ch.close().await;
+            let wake =
+                deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+            let msg = tokio::select! {
+                m = ch.wait() => m,
+                _ = tokio::time::sleep_until(wake), if deadline.is_some() => {
+                    out.timed_out |= !out.interrupted;
+                    if !self.end(&ch, &mut out, &mut kills).await {
                         break;
                     }
-                    let sig = if kills == 0 { Sig::TERM } else { Sig::KILL };
-                    // sshd honours `signal` only under privilege separation
-                    // (not for root), so a second channel runs `kill` too.
-                    let _ = ch.signal(sig.clone()).await;
-                    tracing::debug!(
-                        "timeout: signalling process group of remote pid {:?}",
-                        out.pid
-                    );
-                    if let Some(pid) = out.pid {
-                        self.kill_group(pid, if kills == 0 { "TERM" } else { "KILL" })
-                            .await;
-                    }
-                    kills += 1;
+                    deadline = Some(Instant::now() + TERM_GRACE);
+                    continue;
+                }
+                _ = req.cancel.cancelled(), if kills == 0 => {
+                    out.interrupted = true;
+                    self.end(&ch, &mut out, &mut kills).await;
                     deadline = Some(Instant::now() + TERM_GRACE);
                     continue;
                 }
             };
+            let Some(msg) = msg else { break };
             match msg {
                 ChannelMsg::Data { data } => out.stdout.push(&data, out.cap),
                 ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr_data(&data),
@@ -357,7 +345,8 @@ impl Session for SshSession {
                 _ => {}
             }
         }
-        if out.code.is_none() && out.signal.is_none() && !out.timed_out && self.handle.is_closed() {
+        let ended = out.timed_out || out.interrupted;
+        if out.code.is_none() && out.signal.is_none() && !ended && self.handle.is_closed() {
             return Err(SessionError::Lost(
                 "the SSH connection closed during the command".into(),
             ));
@@ -374,6 +363,34 @@ impl Session for SshSession {
 }
 
 impl SshSession {
+    /// One stage of ending a command: TERM, then KILL, then give up on the
+    /// channel (returns false). sshd honours `signal` requests only under
+    /// privilege separation (not for root), so a second channel runs `kill`
+    /// on the process group too.
+    async fn end(
+        &self,
+        ch: &russh::Channel<client::Msg>,
+        out: &mut Collector,
+        kills: &mut u8,
+    ) -> bool {
+        if *kills >= 2 {
+            let _ = ch.close().await;
+            return false;
+        }
+        let (sig, name) = if *kills == 0 {
+            (Sig::TERM, "TERM")
+        } else {
+            (Sig::KILL, "KILL")
+        };
+        let _ = ch.signal(sig).await;
+        tracing::debug!("ending remote pid {:?} with {name}", out.pid);
+        if let Some(pid) = out.pid {
+            self.kill_group(pid, name).await;
+        }
+        *kills += 1;
+        true
+    }
+
     async fn open_channel(&self) -> Result<russh::Channel<client::Msg>, SessionError> {
         self.handle.channel_open_session().await.map_err(|e| {
             if self.handle.is_closed() {
@@ -431,6 +448,7 @@ struct Collector {
     code: Option<i32>,
     signal: Option<String>,
     timed_out: bool,
+    interrupted: bool,
 }
 
 impl Collector {
@@ -444,6 +462,7 @@ impl Collector {
             code: None,
             signal: None,
             timed_out: false,
+            interrupted: false,
         }
     }
 
@@ -473,6 +492,7 @@ impl Collector {
             self.stderr.push(&partial, cap);
         }
         let status = match (self.timed_out, self.code, self.signal) {
+            _ if self.interrupted => ExitStatus::Interrupted,
             (true, _, _) => ExitStatus::TimedOut,
             (_, Some(c), _) => ExitStatus::Code(c),
             (_, None, Some(s)) => ExitStatus::Signal(s),

@@ -89,6 +89,8 @@ pub enum ExitStatus {
     Signal(String),
     /// The step's timeout fired; the remote process group was signalled.
     TimedOut,
+    /// The run was interrupted; the process group was signalled.
+    Interrupted,
     /// The channel closed without a status.
     Unknown,
 }
@@ -141,6 +143,8 @@ pub struct ExecRequest {
     pub stdin: Vec<u8>,
     pub timeout: Option<Duration>,
     pub output_cap: usize,
+    /// Cancelled: end the command now (its process group), as on a timeout.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// What a command produced.

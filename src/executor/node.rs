@@ -1,108 +1,17 @@
-//! Runs a job: nodes in parallel up to the concurrency, batch by batch, each
-//! node's steps in order over its one connection. It only emits events;
-//! what they look like is the writers' business.
+//! One node: connect once, run its steps in order, then `[[on_failure]]`
+//! steps if one failed. `--check` runs only read-only steps and guards.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-
-use crate::events::{Event, EventSink, NodeStatus, StepResult, StepStatus, Summary};
-use crate::job::{Job, RenderedExpect, RenderedStep, StepRef};
+use super::Shared;
+use crate::events::{Event, NodeStatus, StepResult, StepStatus};
+use crate::job::{RenderedExpect, RenderedStep, StepRef};
 use crate::local;
 use crate::playbook::Action;
 use crate::ssh::{Connector, ExecOutput, ExecRequest, ExitStatus, Session, SessionError};
 use crate::template::shell_quote;
 use crate::vars::Vars;
-
-/// Default cap of captured output per stream and step.
-pub const DEFAULT_OUTPUT_CAP: usize = 256 * 1024;
-
-/// Knobs of an execution that are not part of the job itself.
-#[derive(Debug, Clone)]
-pub struct ExecOptions {
-    pub output_cap: usize,
-}
-
-impl Default for ExecOptions {
-    fn default() -> Self {
-        ExecOptions {
-            output_cap: DEFAULT_OUTPUT_CAP,
-        }
-    }
-}
-
-/// What every node task shares.
-struct Shared<C> {
-    job: Arc<Job>,
-    connector: Arc<C>,
-    events: EventSink,
-    opts: ExecOptions,
-}
-
-/// Runs the job to completion and returns its summary (also emitted).
-pub async fn run<C: Connector>(
-    job: Arc<Job>,
-    connector: Arc<C>,
-    events: EventSink,
-    opts: ExecOptions,
-) -> Summary {
-    let started = Instant::now();
-    let shared = Arc::new(Shared {
-        job: job.clone(),
-        connector,
-        events: events.clone(),
-        opts,
-    });
-    events.emit(Event::RunStarted {
-        run_id: job.run.id.clone(),
-        playbook: job.playbook.name.clone(),
-        nodes: job.nodes.iter().map(|n| n.name.clone()).collect(),
-    });
-    let mut summary = Summary::default();
-    let all: Vec<usize> = (0..job.nodes.len()).collect();
-    let batches = [all];
-    for (b, batch) in batches.iter().enumerate() {
-        events.emit(Event::BatchStarted {
-            batch: b + 1,
-            batches: batches.len(),
-            nodes: batch.iter().map(|&i| job.nodes[i].name.clone()).collect(),
-        });
-        for status in run_batch(&shared, batch).await {
-            summary.add(status);
-        }
-        events.emit(Event::BatchFinished { batch: b + 1 });
-    }
-    summary.exit_code = summary.compute_exit_code();
-    summary.duration_ms = started.elapsed().as_millis() as u64;
-    events.emit(Event::RunFinished {
-        summary: summary.clone(),
-    });
-    summary
-}
-
-/// Runs one batch's nodes, at most `concurrency` at a time.
-async fn run_batch<C: Connector>(shared: &Arc<Shared<C>>, batch: &[usize]) -> Vec<NodeStatus> {
-    let permits = Arc::new(Semaphore::new(shared.job.concurrency));
-    let mut tasks = JoinSet::new();
-    for &i in batch {
-        let shared = shared.clone();
-        let permits = permits.clone();
-        tasks.spawn(async move {
-            let Ok(_permit) = permits.acquire_owned().await else {
-                return NodeStatus::NotRun;
-            };
-            run_node(&shared, i).await
-        });
-    }
-    let mut out = Vec::with_capacity(batch.len());
-    while let Some(r) = tasks.join_next().await {
-        out.push(r.unwrap_or(NodeStatus::Failed));
-    }
-    out
-}
 
 /// How a node's run ended, before it is reported.
 struct NodeEnd {
@@ -110,7 +19,8 @@ struct NodeEnd {
     error: Option<String>,
 }
 
-async fn run_node<C: Connector>(shared: &Shared<C>, i: usize) -> NodeStatus {
+/// Runs node `i` start to end and reports it.
+pub(super) async fn run<C: Connector>(shared: &Shared<C>, i: usize) -> NodeStatus {
     let job = &shared.job;
     let node = &job.nodes[i];
     let started = Instant::now();
@@ -118,12 +28,20 @@ async fn run_node<C: Connector>(shared: &Shared<C>, i: usize) -> NodeStatus {
         node: node.name.clone(),
     });
     let mut vars = job.node_vars[i].clone();
-    let end = match shared.connector.connect(node).await {
-        Err(e) => NodeEnd {
+    let connected = tokio::select! {
+        c = shared.connector.connect(node) => Some(c),
+        _ = shared.opts.control.interrupt.cancelled() => None,
+    };
+    let end = match connected {
+        None => NodeEnd {
+            status: NodeStatus::NotRun,
+            error: Some("not run: interrupted while connecting".into()),
+        },
+        Some(Err(e)) => NodeEnd {
             status: NodeStatus::Unreachable,
             error: Some(e.to_string()),
         },
-        Ok(session) => {
+        Some(Ok(session)) => {
             let end = NodeRun {
                 shared,
                 node: i,
@@ -170,9 +88,24 @@ enum StepEnd {
 impl<C: Connector> NodeRun<'_, C> {
     async fn run(&self, vars: &mut Vars) -> NodeEnd {
         let job = &self.shared.job;
+        let interrupt = &self.shared.opts.control.interrupt;
         let mut changed = false;
         let mut failed: Option<String> = None;
+        let mut ran = 0;
         for r in job.step_refs(false) {
+            if interrupt.is_cancelled() {
+                let status = if ran == 0 {
+                    NodeStatus::NotRun
+                } else {
+                    NodeStatus::Failed
+                };
+                let error = format!("interrupted before step `{}`", job.step(r).name);
+                return NodeEnd {
+                    status,
+                    error: Some(error),
+                };
+            }
+            ran += 1;
             match self.step(r, vars).await {
                 StepEnd::Lost(msg) => {
                     return NodeEnd {
@@ -180,7 +113,7 @@ impl<C: Connector> NodeRun<'_, C> {
                         error: Some(format!("step `{}`: {msg}", job.step(r).name)),
                     };
                 }
-                StepEnd::Done(StepStatus::Changed) => changed = true,
+                StepEnd::Done(StepStatus::Changed | StepStatus::WouldRun) => changed = true,
                 StepEnd::Done(StepStatus::Failed) if !job.step(r).ignore_failure => {
                     failed = Some(format!("step `{}` failed", job.step(r).name));
                     break;
@@ -199,6 +132,12 @@ impl<C: Connector> NodeRun<'_, C> {
                 error: None,
             };
         };
+        if interrupt.is_cancelled() {
+            return NodeEnd {
+                status: NodeStatus::Failed,
+                error: Some(format!("{error} (interrupted; on_failure steps not run)")),
+            };
+        }
         for r in job.step_refs(true) {
             if let StepEnd::Lost(msg) = self.step(r, vars).await {
                 return NodeEnd {
@@ -236,7 +175,9 @@ impl<C: Connector> NodeRun<'_, C> {
         };
         let end = self.attempt_all(r, vars, &mut result).await;
         result.duration_ms = started.elapsed().as_millis() as u64;
-        if let (Some(c), StepStatus::Skipped) = (&step.capture, result.status) {
+        if let (Some(c), StepStatus::Skipped | StepStatus::WouldSkip | StepStatus::WouldRun) =
+            (&step.capture, result.status)
+        {
             vars.insert(c.get_ref().clone(), minijinja::Value::from(""));
         }
         self.shared.events.emit(Event::StepFinished(result));
@@ -246,9 +187,17 @@ impl<C: Connector> NodeRun<'_, C> {
     async fn attempt_all(&self, r: StepRef, vars: &mut Vars, result: &mut StepResult) -> StepEnd {
         let job = &self.shared.job;
         let step = job.step(r);
+        // Under --check a step that may change the node only has its guards
+        // evaluated; read-only steps run for real.
+        let dry = self.shared.opts.check && step.changes;
+        let skipped = if dry {
+            StepStatus::WouldSkip
+        } else {
+            StepStatus::Skipped
+        };
         match job.when(r, vars) {
             Ok(true) => {}
-            Ok(false) => return self.skip(result, "`when` is false"),
+            Ok(false) => return skip(result, skipped, "`when` is false"),
             Err(e) => return fail(result, e.render()),
         }
         let rendered = match job.render(r, vars) {
@@ -258,12 +207,16 @@ impl<C: Connector> NodeRun<'_, C> {
         if let Some(guard) = &rendered.unless {
             match self.exec(r, guard, &rendered.env, None).await {
                 Ok(out) if out.status == ExitStatus::Code(0) => {
-                    return self.skip(result, "`unless` command exited 0");
+                    return skip(result, skipped, "`unless` command exited 0");
                 }
                 Ok(_) => {}
                 Err(SessionError::Lost(m)) => return StepEnd::Lost(m),
                 Err(e) => return fail(result, format!("`unless` could not run: {e}")),
             }
+        }
+        if dry {
+            result.status = StepStatus::WouldRun;
+            return StepEnd::Done(StepStatus::WouldRun);
         }
         let attempts = step.retries + 1;
         for attempt in 1..=attempts {
@@ -312,18 +265,19 @@ impl<C: Connector> NodeRun<'_, C> {
                 }
                 Some(why) => result.error = Some(why),
             }
+            if out.status == ExitStatus::Interrupted {
+                break;
+            }
             if attempt < attempts {
-                tokio::time::sleep(step.retry_delay).await;
+                let interrupt = &self.shared.opts.control.interrupt;
+                tokio::select! {
+                    _ = tokio::time::sleep(step.retry_delay) => {}
+                    _ = interrupt.cancelled() => break,
+                }
             }
         }
         result.status = StepStatus::Failed;
         StepEnd::Done(StepStatus::Failed)
-    }
-
-    fn skip(&self, result: &mut StepResult, why: &str) -> StepEnd {
-        result.status = StepStatus::Skipped;
-        result.error = Some(why.to_string());
-        StepEnd::Done(StepStatus::Skipped)
     }
 
     /// Runs a script on the node (or the runner, for `local`).
@@ -345,6 +299,7 @@ impl<C: Connector> NodeRun<'_, C> {
             stdin: script_input(script, env).into_bytes(),
             timeout,
             output_cap: self.shared.opts.output_cap,
+            cancel: self.shared.opts.control.kill.clone(),
         };
         if local {
             local::exec(&req).await
@@ -352,6 +307,12 @@ impl<C: Connector> NodeRun<'_, C> {
             self.session.exec(req).await
         }
     }
+}
+
+fn skip(result: &mut StepResult, status: StepStatus, why: &str) -> StepEnd {
+    result.status = status;
+    result.error = Some(why.to_string());
+    StepEnd::Done(status)
 }
 
 fn fail(result: &mut StepResult, why: String) -> StepEnd {
@@ -378,13 +339,22 @@ pub fn script_input(script: &str, env: &[(String, String)]) -> String {
 }
 
 /// Why an attempt's output fails its expectations, if it does.
-fn check(
+pub(super) fn check(
     out: &ExecOutput,
     r: &RenderedStep,
     timeout: Option<Duration>,
     sudo: bool,
 ) -> Option<String> {
-    let e: &RenderedExpect = &r.expect;
+    check_expect(out, &r.expect, timeout, sudo)
+}
+
+/// Why a command's output fails `e`, if it does (steps and local gates).
+pub(super) fn check_expect(
+    out: &ExecOutput,
+    e: &RenderedExpect,
+    timeout: Option<Duration>,
+    sudo: bool,
+) -> Option<String> {
     let code = match &out.status {
         ExitStatus::TimedOut => {
             let secs = timeout.map(|t| t.as_secs_f64()).unwrap_or_default();
@@ -392,6 +362,7 @@ fn check(
                 "timed out after {secs}s; the remote process group was ended"
             ));
         }
+        ExitStatus::Interrupted => return Some("interrupted; the process group was ended".into()),
         ExitStatus::Signal(s) => return Some(format!("killed by signal {s}")),
         ExitStatus::Unknown => return Some("the command ended without an exit status".into()),
         ExitStatus::Code(c) => *c,
@@ -481,10 +452,25 @@ mod tests {
         r.expect.stdout_contains = Some("ready".into());
         r.expect.stderr_not_contains = Some("error".into());
         assert_eq!(check(&output(3, "ready\n", ""), &r, None, false), None);
-        assert!(check(&output(1, "ready", ""), &r, None, false).is_some_and(|w| w.contains("exit code 1, expected 0 or 3")));
-        assert!(check(&output(0, "nope", ""), &r, None, false).is_some_and(|w| w.contains("does not contain")));
-        assert!(check(&output(0, "ready", "an error"), &r, None, false).is_some_and(|w| w.contains("stderr contains")));
-        let timed_out = ExecOutput { status: ExitStatus::TimedOut, ..output(0, "", "") };
-        assert!(check(&timed_out, &r, Some(Duration::from_secs(2)), false).is_some_and(|w| w.contains("timed out after 2s")));
+        assert!(
+            check(&output(1, "ready", ""), &r, None, false)
+                .is_some_and(|w| w.contains("exit code 1, expected 0 or 3"))
+        );
+        assert!(
+            check(&output(0, "nope", ""), &r, None, false)
+                .is_some_and(|w| w.contains("does not contain"))
+        );
+        assert!(
+            check(&output(0, "ready", "an error"), &r, None, false)
+                .is_some_and(|w| w.contains("stderr contains"))
+        );
+        let timed_out = ExecOutput {
+            status: ExitStatus::TimedOut,
+            ..output(0, "", "")
+        };
+        assert!(
+            check(&timed_out, &r, Some(Duration::from_secs(2)), false)
+                .is_some_and(|w| w.contains("timed out after 2s"))
+        );
     }
 }

@@ -1,0 +1,246 @@
+//! Runs a job: batch by batch, nodes in parallel up to the concurrency, each
+//! node's steps in order over its one connection, gates after each batch,
+//! failure budgets across the run. It only emits events; what they look
+//! like is the writers' business.
+
+mod gate;
+mod node;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use node::script_input;
+
+use crate::events::{Event, EventSink, NodeStatus, Summary};
+use crate::http;
+use crate::job::Job;
+use crate::rollout::Size;
+use crate::ssh::Connector;
+
+/// Default cap of captured output per stream and step.
+pub const DEFAULT_OUTPUT_CAP: usize = 256 * 1024;
+
+/// How the caller steers a run from outside (Ctrl-C).
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    /// No new node or step starts.
+    pub interrupt: CancellationToken,
+    /// Running commands are ended.
+    pub kill: CancellationToken,
+}
+
+/// Knobs of an execution that are not part of the job itself.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub output_cap: usize,
+    /// `--check`: run read-only steps and guards, change nothing.
+    pub check: bool,
+    pub control: Control,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            output_cap: DEFAULT_OUTPUT_CAP,
+            check: false,
+            control: Control::default(),
+        }
+    }
+}
+
+/// What every node task shares.
+struct Shared<C> {
+    job: Arc<Job>,
+    connector: Arc<C>,
+    events: EventSink,
+    opts: ExecOptions,
+    http: Arc<http::Clients>,
+    /// Cancelled when a budget is spent or a gate fails (or on interrupt).
+    stop_nodes: CancellationToken,
+    failed: AtomicUsize,
+    unreachable: AtomicUsize,
+    stopped: Mutex<Option<String>>,
+}
+
+impl<C> Shared<C> {
+    fn stop(&self, why: String) {
+        let mut stopped = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
+        if stopped.is_none() {
+            *stopped = Some(why);
+        }
+        self.stop_nodes.cancel();
+    }
+
+    /// Counts a finished node against the budgets; spends them if exceeded.
+    fn count(&self, status: NodeStatus) {
+        let total = self.job.nodes.len();
+        let rollout = &self.job.playbook.rollout;
+        let check = |counter: &AtomicUsize, budget: Option<Size>, what: &str, key: &str| {
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            if let Some(b) = budget
+                && b.exceeded_by(n, total)
+            {
+                self.stop(format!(
+                    "{what} budget spent: {n} of {total} nodes {what} ({key} = {})",
+                    show(b)
+                ));
+            }
+        };
+        match status {
+            NodeStatus::Failed => check(&self.failed, rollout.max_failed, "failed", "max_failed"),
+            NodeStatus::Unreachable => check(
+                &self.unreachable,
+                rollout.max_unreachable,
+                "unreachable",
+                "max_unreachable",
+            ),
+            _ => {}
+        }
+    }
+}
+
+fn show(s: Size) -> String {
+    match s {
+        Size::Count(n) => n.to_string(),
+        Size::Percent(p) => format!("\"{p}%\""),
+    }
+}
+
+/// Runs the job to completion and returns its summary (also emitted).
+pub async fn run<C: Connector>(
+    job: Arc<Job>,
+    connector: Arc<C>,
+    events: EventSink,
+    opts: ExecOptions,
+) -> Summary {
+    let started = Instant::now();
+    let http = match http::Clients::new() {
+        Ok(c) => Arc::new(c),
+        Err(e) => unreachable!("the HTTP client builds with fixed settings: {e}"),
+    };
+    let stop_nodes = opts.control.interrupt.child_token();
+    let shared = Arc::new(Shared {
+        job: job.clone(),
+        connector,
+        events: events.clone(),
+        http,
+        stop_nodes,
+        failed: AtomicUsize::new(0),
+        unreachable: AtomicUsize::new(0),
+        stopped: Mutex::new(None),
+        opts,
+    });
+    let sizes = job.playbook.rollout.batch_sizes(job.nodes.len());
+    events.emit(Event::RunStarted {
+        run_id: job.run.id.clone(),
+        playbook: job.playbook.name.clone(),
+        nodes: job.nodes.iter().map(|n| n.name.clone()).collect(),
+        batches: sizes.clone(),
+        check: shared.opts.check,
+    });
+    let mut summary = Summary {
+        check: shared.opts.check,
+        ..Default::default()
+    };
+    let mut first = 0;
+    for (b, &size) in sizes.iter().enumerate() {
+        let batch: Vec<usize> = (first..first + size).collect();
+        first += size;
+        if shared.stop_nodes.is_cancelled() {
+            for &i in &batch {
+                summary.add(not_run(&shared, i));
+            }
+            continue;
+        }
+        events.emit(Event::BatchStarted {
+            batch: b + 1,
+            batches: sizes.len(),
+            nodes: batch.iter().map(|&i| job.nodes[i].name.clone()).collect(),
+        });
+        for status in run_batch(&shared, &batch).await {
+            summary.add(status);
+        }
+        events.emit(Event::BatchFinished { batch: b + 1 });
+        if !shared.stop_nodes.is_cancelled() {
+            gate::run_all(&shared, b + 1).await;
+        }
+        let last = b + 1 == sizes.len();
+        if !last && !shared.stop_nodes.is_cancelled() && !job.playbook.rollout.pause.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(job.playbook.rollout.pause) => {}
+                _ = shared.stop_nodes.cancelled() => {}
+            }
+        }
+    }
+    if shared.opts.control.interrupt.is_cancelled() {
+        shared.stop("interrupted".to_string());
+    }
+    let stopped = shared
+        .stopped
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    // A spent budget with no node left to skip did not stop anything early;
+    // a failed gate or an interrupt always did.
+    let early = summary.not_run > 0
+        || shared.opts.control.interrupt.is_cancelled()
+        || stopped.as_deref().is_some_and(|s| s.starts_with("gate "));
+    summary.stopped = stopped.filter(|_| early);
+    summary.exit_code = summary.compute_exit_code();
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    events.emit(Event::RunFinished {
+        summary: summary.clone(),
+    });
+    summary
+}
+
+/// Reports a node that never started.
+fn not_run<C: Connector>(shared: &Shared<C>, i: usize) -> NodeStatus {
+    let why = shared
+        .stopped
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_else(|| "interrupted".to_string());
+    shared.events.emit(Event::NodeFinished {
+        node: shared.job.nodes[i].name.clone(),
+        status: NodeStatus::NotRun,
+        error: Some(format!("not run: {why}")),
+        duration_ms: 0,
+        report: Default::default(),
+    });
+    NodeStatus::NotRun
+}
+
+/// Runs one batch's nodes, at most `concurrency` at a time.
+async fn run_batch<C: Connector>(shared: &Arc<Shared<C>>, batch: &[usize]) -> Vec<NodeStatus> {
+    let permits = Arc::new(Semaphore::new(shared.job.concurrency));
+    let mut tasks = JoinSet::new();
+    for &i in batch {
+        let shared = shared.clone();
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let permit = tokio::select! {
+                p = permits.acquire_owned() => p.ok(),
+                _ = shared.stop_nodes.cancelled() => None,
+            };
+            // Checked again: a budget may have been spent while waiting.
+            if permit.is_none() || shared.stop_nodes.is_cancelled() {
+                return not_run(&shared, i);
+            }
+            let status = node::run(&shared, i).await;
+            shared.count(status);
+            status
+        });
+    }
+    let mut out = Vec::with_capacity(batch.len());
+    while let Some(r) = tasks.join_next().await {
+        out.push(r.unwrap_or(NodeStatus::Failed));
+    }
+    out
+}

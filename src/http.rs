@@ -1,0 +1,225 @@
+//! HTTP checks from the runner (gates, and `http` steps with `via =
+//! "runner"`): rustls with the system's roots, or no verification at all
+//! when a check says `insecure_tls = true`.
+
+use std::time::Duration;
+
+/// A rendered request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    pub insecure_tls: bool,
+    pub timeout: Duration,
+}
+
+/// What came back: header names lower-case, the body capped.
+#[derive(Debug, Clone, Default)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `HTTP 200; x-relay-version: 0.2.0; …` — what a failed check shows.
+    pub fn describe(&self) -> String {
+        let mut s = format!("HTTP {}", self.status);
+        for (k, v) in self.headers.iter().take(12) {
+            s.push_str(&format!("\n{k}: {v}"));
+        }
+        let body: String = self.body.chars().take(300).collect();
+        if !body.trim().is_empty() {
+            s.push_str(&format!("\n\n{}", body.trim_end()));
+        }
+        s
+    }
+}
+
+/// Rendered expectations of an HTTP check.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    pub status: Vec<u16>,
+    pub headers: Vec<(String, String)>,
+    pub body_contains: Option<String>,
+    pub body_not_contains: Option<String>,
+}
+
+impl Expect {
+    /// Why `r` fails these expectations, if it does.
+    pub fn check(&self, r: &Response) -> Option<String> {
+        if !self.status.is_empty() && !self.status.contains(&r.status) {
+            let want: Vec<String> = self.status.iter().map(u16::to_string).collect();
+            return Some(format!(
+                "status {}, expected {}",
+                r.status,
+                want.join(" or ")
+            ));
+        }
+        for (name, want) in &self.headers {
+            match r.header(name) {
+                Some(got) if got == want => {}
+                Some(got) => return Some(format!("header {name}: expected `{want}`, got `{got}`")),
+                None => {
+                    return Some(format!(
+                        "header {name}: expected `{want}`, but the response has no {name}"
+                    ));
+                }
+            }
+        }
+        if let Some(want) = &self.body_contains
+            && !r.body.contains(want.as_str())
+        {
+            return Some(format!("body does not contain `{want}`"));
+        }
+        if let Some(bad) = &self.body_not_contains
+            && r.body.contains(bad.as_str())
+        {
+            return Some(format!("body contains `{bad}`"));
+        }
+        None
+    }
+}
+
+/// The two clients a run may need, built once.
+pub struct Clients {
+    verified: reqwest::Client,
+    insecure: reqwest::Client,
+}
+
+impl Clients {
+    pub fn new() -> Result<Self, String> {
+        let build = |insecure: bool| {
+            reqwest::Client::builder()
+                .tls_danger_accept_invalid_certs(insecure)
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()
+                .map_err(|e| chain(&e))
+        };
+        Ok(Clients {
+            verified: build(false)?,
+            insecure: build(true)?,
+        })
+    }
+
+    /// Sends `req`; the body is read up to `cap` bytes.
+    pub async fn send(&self, req: &Request, cap: usize) -> Result<Response, String> {
+        let client = if req.insecure_tls {
+            &self.insecure
+        } else {
+            &self.verified
+        };
+        let method = reqwest::Method::from_bytes(req.method.as_bytes())
+            .map_err(|_| format!("`{}` is not an HTTP method", req.method))?;
+        let mut builder = client.request(method, &req.url).timeout(req.timeout);
+        for (k, v) in &req.headers {
+            builder = builder.header(k, v);
+        }
+        if let Some(b) = &req.body {
+            builder = builder.body(b.clone());
+        }
+        let mut resp = builder.send().await.map_err(|e| describe_error(&e, req))?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| chain(&e))? {
+            let room = cap.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..room.min(chunk.len())]);
+            if body.len() >= cap {
+                break;
+            }
+        }
+        Ok(Response {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+}
+
+/// A request error in words, with the TLS cause spelled out.
+fn describe_error(e: &reqwest::Error, req: &Request) -> String {
+    let text = chain(e);
+    let tls = ["certificate", "tls", "handshake", "UnknownIssuer"]
+        .iter()
+        .any(|w| text.to_lowercase().contains(&w.to_lowercase()));
+    if e.is_timeout() {
+        format!(
+            "{} {} timed out after {:.1}s",
+            req.method,
+            req.url,
+            req.timeout.as_secs_f64()
+        )
+    } else if tls && !req.insecure_tls {
+        format!(
+            "TLS error for {}: {text} (a self-signed server needs insecure_tls = true)",
+            req.url
+        )
+    } else {
+        format!("{} {} failed: {text}", req.method, req.url)
+    }
+}
+
+/// An error with every cause, `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expectations_name_what_differs() {
+        let r = Response {
+            status: 200,
+            headers: vec![("x-relay-version".into(), "0.1.0".into())],
+            body: "ok".into(),
+        };
+        let mut e = Expect {
+            status: vec![200, 404],
+            headers: vec![("X-Relay-Version".into(), "0.2.0".into())],
+            ..Default::default()
+        };
+        let why = e.check(&r).expect("mismatch");
+        assert!(why.contains("expected `0.2.0`, got `0.1.0`"), "{why}");
+        e.headers.clear();
+        e.body_not_contains = Some("ok".into());
+        assert!(e.check(&r).is_some_and(|w| w.contains("body contains")));
+        e.body_not_contains = None;
+        e.status = vec![204];
+        assert!(
+            e.check(&r)
+                .is_some_and(|w| w.contains("status 200, expected 204"))
+        );
+    }
+}
