@@ -15,7 +15,12 @@ fn every_shipped_playbook_checks_against_the_shipped_inventory() {
         }
         let out = run(fleetfix(root).current_dir(root).arg("check").arg(&path));
         assert_eq!(out.code, 0, "{}: {}", path.display(), out.dump());
-        assert!(!out.stderr.contains("warning"), "{}: {}", path.display(), out.dump());
+        assert!(
+            !out.stderr.contains("warning"),
+            "{}: {}",
+            path.display(),
+            out.dump()
+        );
         let plan = run(fleetfix(root).current_dir(root).arg("plan").arg(&path));
         assert_eq!(plan.code, 0, "{}: {}", path.display(), plan.dump());
         checked += 1;

@@ -71,7 +71,10 @@ expect = {{ exit = [0, 1] }}
     let s = steps(&out);
     let by = |name: &str| -> Vec<&Value> { s.iter().filter(|e| e["step"] == name).collect() };
     assert!(by("env").iter().all(|e| e["status"] == "ok"), "{s:?}");
-    assert!(by("on the runner").iter().all(|e| e["status"] == "changed"), "{s:?}");
+    assert!(
+        by("on the runner").iter().all(|e| e["status"] == "changed"),
+        "{s:?}"
+    );
     for e in by("allowed to fail") {
         assert_eq!(e["status"], "failed");
         assert_eq!(e["exit"], 7);
@@ -79,7 +82,8 @@ expect = {{ exit = [0, 1] }}
     }
     assert_eq!(by("still runs").len(), 2);
     for n in ["node1", "node2"] {
-        let written = std::fs::read_to_string(local_dir.join(n)).expect("local step ran on the runner");
+        let written =
+            std::fs::read_to_string(local_dir.join(n)).expect("local step ran on the runner");
         assert_eq!(written.trim(), n);
     }
 }
@@ -114,7 +118,10 @@ ps -eo args | grep -c 's3cr3t-on-stdin-onl[y]' || true
 #[test]
 fn sudo_runs_through_sudo_n() {
     if !std::path::Path::new("/usr/bin/sudo").exists() {
-        assert!(std::env::var_os("CI").is_none(), "CI must install sudo (.ci/run does)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install sudo (.ci/run does)"
+        );
         eprintln!("sudo is not installed here; skipping");
         return;
     }
@@ -149,14 +156,25 @@ fn encrypted_identity_needs_its_passphrase() {
     assert!(status.success());
     let inv = fleet.write_inventory(&[]);
     let text = std::fs::read_to_string(&inv).expect("read");
-    let text = text.replace(&fleet.client_key().display().to_string(), &key.display().to_string());
+    let text = text.replace(
+        &fleet.client_key().display().to_string(),
+        &key.display().to_string(),
+    );
     std::fs::write(&inv, text).expect("write");
-    let pb = playbook(fleet.dir(), "t.toml", "name = \"t\"\n[[steps]]\nrun = \"true\"\n");
+    let pb = playbook(
+        fleet.dir(),
+        "t.toml",
+        "name = \"t\"\n[[steps]]\nrun = \"true\"\n",
+    );
 
     let out = run_json(&fleet, &inv, &pb);
     assert_eq!(out.code, 2, "{}", out.dump());
     assert!(out.stderr.contains("is encrypted"), "{}", out.dump());
-    assert!(out.stderr.contains("FLEETFIX_KEY_PASSPHRASE"), "{}", out.dump());
+    assert!(
+        out.stderr.contains("FLEETFIX_KEY_PASSPHRASE"),
+        "{}",
+        out.dump()
+    );
 
     let out = run(fleetfix(fleet.dir())
         .env("FLEETFIX_KEY_PASSPHRASE", "wrong")
@@ -225,7 +243,11 @@ fn ssh_agent_keys_are_tried_first() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&inv, text).expect("write");
-    let pb = playbook(fleet.dir(), "t.toml", "name = \"t\"\n[[steps]]\nrun = \"true\"\n");
+    let pb = playbook(
+        fleet.dir(),
+        "t.toml",
+        "name = \"t\"\n[[steps]]\nrun = \"true\"\n",
+    );
     let out = run(fleetfix(fleet.dir())
         .env("SSH_AUTH_SOCK", &agent.socket)
         .args(["run", "-i"])
