@@ -25,6 +25,17 @@ pub enum Command {
         common: Common,
         #[command(flatten)]
         conn: Connection,
+        #[command(flatten)]
+        outputs: Outputs,
+        /// Connect, run read-only steps and guards, change nothing, report drift (exit 5)
+        #[arg(long)]
+        check: bool,
+        /// Run only the nodes that did not finish ok in that earlier run
+        #[arg(long, value_name = "RUN_ID")]
+        resume: Option<String>,
+        /// Wait this long for a busy lock instead of exiting 4 (e.g. 5m)
+        #[arg(long, value_name = "DURATION")]
+        lock_wait: Option<String>,
     },
     /// Validate playbook and inventory; connects to nothing
     Check {
@@ -44,6 +55,8 @@ pub enum Command {
         common: Common,
         #[command(flatten)]
         conn: Connection,
+        #[command(flatten)]
+        outputs: Outputs,
         /// Stop after this long (e.g. 30s)
         #[arg(long, value_name = "DURATION")]
         timeout: Option<String>,
@@ -59,6 +72,27 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// List past runs from the journal, or show one
+    Runs {
+        /// A run id (or a unique prefix of one)
+        id: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// Files written at the end of a run, and the confirmation.
+#[derive(Debug, Args, Clone)]
+pub struct Outputs {
+    /// Write the final report as JSON
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write a JUnit XML report: a testsuite per node, a testcase per step
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Do not ask for confirmation
+    #[arg(short = 'y', long)]
+    pub yes: bool,
 }
 
 /// Options every command shares.

@@ -107,6 +107,9 @@ pub enum Error {
     Input(Box<InputError>),
     #[error("{message}")]
     Runtime { message: String },
+    /// Another run holds the playbook's lock. Exit code 4.
+    #[error("{message}")]
+    Locked { message: String },
 }
 
 impl Error {
@@ -145,6 +148,7 @@ impl Error {
         match self {
             Error::Input(_) => 2,
             Error::Runtime { .. } => 1,
+            Error::Locked { .. } => 4,
         }
     }
 
@@ -160,7 +164,9 @@ impl fmt::Display for Rendered<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = match self.0 {
             Error::Input(e) => e,
-            Error::Runtime { message } => return write!(f, "error: {message}"),
+            Error::Runtime { message } | Error::Locked { message } => {
+                return write!(f, "error: {message}");
+            }
         };
         write!(f, "error: ")?;
         if let Some(loc) = &e.location {

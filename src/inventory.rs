@@ -239,6 +239,13 @@ mod tests {
     }
 
     #[test]
+    fn nodes_keep_the_order_of_the_file() {
+        let inv = load("[nodes.zeta]\n[nodes.alpha]\n[nodes.mid]\n").expect("valid");
+        let names: Vec<&str> = inv.nodes.iter().map(|n| &*n.name).collect();
+        assert_eq!(names, ["zeta", "alpha", "mid"]);
+    }
+
+    #[test]
     fn duplicate_node_is_an_error_with_position() {
         let err = load("[nodes.a]\nhost = \"x\"\n[nodes.a]\nhost = \"y\"\n").unwrap_err();
         let text = err.render();

@@ -33,6 +33,8 @@ pub struct JobOptions {
     pub overrides: IndexMap<String, String>,
     pub concurrency: Option<usize>,
     pub run_id: String,
+    /// Nodes to leave out (`--resume`: those that finished ok before).
+    pub skip: std::collections::HashSet<String>,
 }
 
 /// A step's templates rendered for one node.
@@ -95,7 +97,16 @@ impl Job {
         playbook: Playbook,
         opts: &JobOptions,
     ) -> Result<Self, Error> {
-        let selected = select::select(&inventory.nodes, opts.limit.as_deref())?;
+        let mut selected = select::select(&inventory.nodes, opts.limit.as_deref())?;
+        if !opts.skip.is_empty() {
+            selected.retain(|&i| !opts.skip.contains(&*inventory.nodes[i].name));
+            if selected.is_empty() {
+                return Err(Error::input(
+                    "nothing to resume: every selected node finished ok in that run",
+                    "`fleetfix runs ID` shows the run",
+                ));
+            }
+        }
         let nodes: Vec<Arc<Node>> = selected
             .iter()
             .map(|&i| Arc::new(inventory.nodes[i].clone()))

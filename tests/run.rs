@@ -248,11 +248,17 @@ timeout = "2s"
         .arg(fleet.known_hosts())
         .arg(&pb));
     let took = started.elapsed();
-    eprintln!("{}", out.dump());
     assert_eq!(out.code, 1, "{}", out.dump());
-    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
     for s in events_of(&out.events(), "step_finished") {
         assert_eq!(s["status"], "failed");
+        // The step (not connection setup) is what the timeout bounds.
+        assert!(
+            s["duration_ms"]
+                .as_u64()
+                .is_some_and(|d| (2000..5000).contains(&d)),
+            "{s}"
+        );
         assert!(
             s["error"].as_str().is_some_and(|e| e.contains("timed out")),
             "{s}"

@@ -179,6 +179,17 @@ fn screen(raw: &str) -> Vec<String> {
 /// stdout and stderr all on the pty), with the environment the `fleetfix()`
 /// helper sets plus TERM, and collects everything it writes until EOF.
 fn run_in_pty(label: &str, home: &Path, args: &[OsString]) -> PtyRun {
+    run_in_pty_answering(label, home, args, None)
+}
+
+/// Like [`run_in_pty`], typing `answer` and Enter at the confirmation prompt.
+fn run_in_pty_answering(
+    label: &str,
+    home: &Path,
+    args: &[OsString],
+    answer: Option<&str>,
+) -> PtyRun {
+    let mut answer = answer.map(String::from);
     let pty = native_pty_system();
     let pair = pty
         .openpty(PtySize {
@@ -207,6 +218,7 @@ fn run_in_pty(label: &str, home: &Path, args: &[OsString]) -> PtyRun {
     drop(pair.slave);
 
     let mut reader = pair.master.try_clone_reader().expect("pty reader");
+    let mut writer = pair.master.take_writer().expect("pty writer");
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     let reader_thread = std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
@@ -241,7 +253,17 @@ fn run_in_pty(label: &str, home: &Path, args: &[OsString]) -> PtyRun {
         }
         if !eof {
             match rx.recv_timeout(Duration::from_millis(50).min(deadline - now)) {
-                Ok(chunk) => raw.extend_from_slice(&chunk),
+                Ok(chunk) => {
+                    raw.extend_from_slice(&chunk);
+                    if String::from_utf8_lossy(&raw).contains("[y/N]")
+                        && let Some(a) = answer.take()
+                    {
+                        writer
+                            .write_all(format!("{a}\r").as_bytes())
+                            .expect("type the answer");
+                        writer.flush().expect("flush the answer");
+                    }
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => eof = true,
             }
@@ -253,6 +275,7 @@ fn run_in_pty(label: &str, home: &Path, args: &[OsString]) -> PtyRun {
         }
     }
     reader_thread.join().expect("pty reader thread");
+    drop(writer);
     drop(pair.master);
 
     // For a look at the raw bytes: FLEETFIX_TTY_RAW_DIR=/tmp cargo test --test tty
@@ -268,7 +291,7 @@ fn run_in_pty(label: &str, home: &Path, args: &[OsString]) -> PtyRun {
 }
 
 fn run_args(inv: &Path, kh: &Path, pb: &Path, extra: &[&str]) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["run".into()];
+    let mut args: Vec<OsString> = vec!["run".into(), "--yes".into()];
     args.extend(extra.iter().map(OsString::from));
     args.extend([
         "-i".into(),
@@ -510,4 +533,50 @@ fn a_tty_run_with_progress_never_prints_plain_lines() {
     }
 
     assert_final_table(&out, &fleet);
+}
+
+#[test]
+fn a_tty_run_that_changes_nodes_asks_once() {
+    let fleet = Fleet::start(2);
+    let inv = fleet.write_inventory(&[]);
+    let pb = playbook(fleet.dir(), "tty.toml", PLAYBOOK);
+    let args = |extra: &[&str]| {
+        let mut a: Vec<OsString> = vec!["run".into()];
+        a.extend(extra.iter().map(OsString::from));
+        a.extend([
+            "-i".into(),
+            inv.clone().into(),
+            "--known-hosts".into(),
+            fleet.known_hosts().into(),
+            pb.clone().into(),
+        ]);
+        a
+    };
+    let no = run_in_pty_answering("confirm-no", fleet.dir(), &args(&[]), Some("n"));
+    let text = no.text();
+    assert!(
+        text.contains("on 2 node(s) in 1 batch(es) (2); it changes them. Continue? [y/N]"),
+        "{}",
+        no.dump()
+    );
+    assert_eq!(no.code, 3, "{}", no.dump());
+    assert!(text.contains("aborted: nothing was run"), "{}", no.dump());
+    assert!(
+        !fleet.dir().join("markers/node1/prepared").exists(),
+        "ran despite `n`"
+    );
+
+    let yes = run_in_pty_answering("confirm-yes", fleet.dir(), &args(&[]), Some("y"));
+    assert_eq!(yes.code, 0, "{}", yes.dump());
+    assert_eq!(
+        yes.text().matches("[y/N]").count(),
+        1,
+        "asked more than once"
+    );
+    assert!(fleet.dir().join("markers/node1/finished").exists());
+
+    // --check changes nothing, so it never asks (its steps would run: drift, 5).
+    let check = run_in_pty("confirm-check", fleet.dir(), &args(&["--check"]));
+    assert!(!check.text().contains("[y/N]"), "{}", check.dump());
+    assert_eq!(check.code, 5, "{}", check.dump());
 }

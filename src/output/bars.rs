@@ -95,9 +95,9 @@ impl Reporter for Bars {
                 nodes, playbook, ..
             } => {
                 self.total = nodes.len();
-                self.overall.set_length(nodes.len() as u64);
                 self.overall.set_prefix(playbook.clone());
                 self.overall_msg();
+                self.overall.set_length(nodes.len() as u64);
                 self.overall.enable_steady_tick(Duration::from_millis(200));
             }
             Event::BatchStarted { batch, batches, .. } => {

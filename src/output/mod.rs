@@ -3,8 +3,11 @@
 //! thread of their own, so output never slows the executor down.
 
 mod bars;
+pub mod journal;
 mod json;
+pub mod junit;
 mod plain;
+pub mod report;
 pub mod summary;
 
 use std::sync::Arc;

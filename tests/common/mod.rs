@@ -23,6 +23,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod http;
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};

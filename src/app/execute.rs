@@ -1,0 +1,243 @@
+//! `run` and `exec`: lock, confirm, connect, execute, report.
+
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::prepare;
+use crate::cli::{Common, Connection, OutputFormat, Outputs, Progress};
+use crate::error::Error;
+use crate::executor::{self, Control, ExecOptions};
+use crate::job::Job;
+use crate::output::journal::Journal;
+use crate::output::junit::JunitReport;
+use crate::output::report::{self, JsonReport};
+use crate::output::{self, Bars, ExecGrouped, JsonLines, PlainLines, Reporter, SummaryTable};
+use crate::playbook::Playbook;
+use crate::ssh::known_hosts::KnownHosts;
+use crate::ssh::{Credentials, SshConnector, SshOptions};
+use crate::{lock, runs, state};
+
+/// What `run` and `exec` were asked for beyond the job itself.
+pub(super) struct RunArgs<'a> {
+    pub common: &'a Common,
+    pub conn: &'a Connection,
+    pub outputs: &'a Outputs,
+    pub check: bool,
+    pub resume: Option<&'a str>,
+    pub lock_wait: Option<Duration>,
+    /// `fleetfix exec`: output grouped per node, no lock, no confirmation.
+    pub exec: bool,
+}
+
+/// `run` and `exec`: lock, confirm, connect, execute, report; the exit code.
+pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<i32, Error> {
+    raise_open_files_limit();
+    let state = state::state_dir();
+    let skip = match args.resume {
+        Some(id) => finished_in(&state, id, &pb.name)?,
+        None => HashSet::new(),
+    };
+    let job = Arc::new(prepare(pb, args.common, skip)?);
+    let kh_path = args
+        .conn
+        .known_hosts
+        .clone()
+        .unwrap_or_else(crate::ssh::default_known_hosts_path);
+    let known_hosts = Arc::new(KnownHosts::load(&kh_path)?);
+    let _lock = if args.exec {
+        None
+    } else {
+        let lock = lock::acquire(&state, &job.playbook.name, &job.run.id, args.lock_wait);
+        Some(lock.map_err(|e| match e.exit_code() {
+            4 => Error::Locked {
+                message: e.to_string(),
+            },
+            _ => Error::Runtime {
+                message: e.to_string(),
+            },
+        })?)
+    };
+    for (path, option) in [
+        (&args.outputs.report, "--report"),
+        (&args.outputs.junit, "--junit"),
+    ] {
+        if let Some(p) = path {
+            report::check_output_path(p, option)?;
+        }
+    }
+    if !confirmed(&job, &args)? {
+        eprintln!("aborted: nothing was run");
+        return Ok(3);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Runtime {
+            message: format!("cannot start the async runtime: {e}"),
+        })?;
+    let journal = Journal::create(&state, &job.run.id)?;
+    runtime.block_on(async {
+        let credentials = Arc::new(Credentials::load(&job.nodes).await?);
+        let connector = Arc::new(SshConnector::new(SshOptions {
+            known_hosts,
+            accept_new_host_keys: args.conn.accept_new_host_keys,
+            credentials,
+            keepalive: Duration::from_secs(5),
+        }));
+        // The journal first: no slow terminal may hold it back.
+        let mut writers: Vec<Box<dyn Reporter>> = vec![Box::new(journal)];
+        writers.extend(reporters(&job, args.common, args.exec));
+        if let Some(path) = &args.outputs.report {
+            writers.push(Box::new(JsonReport::new(path.clone())));
+        }
+        if let Some(path) = &args.outputs.junit {
+            writers.push(Box::new(JunitReport::new(path.clone())));
+        }
+        let (sink, writer) = output::spawn(job.masker.clone(), writers);
+        let control = Control::default();
+        tokio::spawn(handle_signals(control.clone()));
+        let opts = ExecOptions {
+            check: args.check,
+            control,
+            ..ExecOptions::default()
+        };
+        let summary = executor::run(job.clone(), connector, sink, opts).await;
+        let _ = writer.join();
+        Ok(summary.exit_code)
+    })
+}
+
+/// Nodes that finished ok in run `id`, which `--resume` leaves out.
+fn finished_in(
+    state: &std::path::Path,
+    id: &str,
+    playbook: &str,
+) -> Result<HashSet<String>, Error> {
+    let detail = runs::load(state, id)?;
+    let targets = runs::resume_targets(&detail);
+    if targets.playbook != playbook {
+        return Err(Error::input(
+            format!(
+                "run {id} ran playbook `{}`, not `{playbook}`",
+                targets.playbook
+            ),
+            "resume a run with the playbook it ran; `fleetfix runs` lists them",
+        ));
+    }
+    Ok(targets.finished_ok)
+}
+
+/// A terminal run that would change nodes asks once; `--yes`, `--check`,
+/// `exec` and runs without a terminal never ask.
+fn confirmed(job: &Job, args: &RunArgs<'_>) -> Result<bool, Error> {
+    let changes = job.playbook.all_steps().any(|(s, _)| s.changes);
+    let term = console::Term::stderr();
+    if args.outputs.yes
+        || args.check
+        || args.exec
+        || !changes
+        || !std::io::stdin().is_terminal()
+        || !term.is_term()
+    {
+        return Ok(true);
+    }
+    let sizes = job.playbook.rollout.batch_sizes(job.nodes.len());
+    let batches: Vec<String> = sizes.iter().map(usize::to_string).collect();
+    let _ = term.write_str(&format!(
+        "Run `{}` on {} node(s) in {} batch(es) ({}); it changes them. Continue? [y/N] ",
+        job.playbook.name,
+        job.nodes.len(),
+        sizes.len(),
+        batches.join(", ")
+    ));
+    let answer = term.read_line().map_err(|e| Error::Runtime {
+        message: format!("cannot read the answer: {e}"),
+    })?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
+/// Ctrl-C (or SIGTERM): no new work, 10 s for running commands, then they
+/// are ended; a second signal ends the process at once.
+async fn handle_signals(control: Control) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!(
+        "\ninterrupted: no new node or step starts; running commands get {}s (interrupt again to end now)",
+        GRACE.as_secs()
+    );
+    control.interrupt.cancel();
+    let ended_at_once = tokio::select! {
+        _ = tokio::time::sleep(GRACE) => false,
+        _ = int.recv() => true,
+        _ = term.recv() => true,
+    };
+    if !ended_at_once {
+        control.kill.cancel();
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    }
+    eprintln!("interrupted again: ending now");
+    std::process::exit(3);
+}
+
+/// How long running commands may go on after an interrupt.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// The writers this invocation wants, all fed the same event stream.
+fn reporters(job: &Job, common: &Common, exec: bool) -> Vec<Box<dyn Reporter>> {
+    if common.output == OutputFormat::Json {
+        return vec![Box::new(JsonLines::default())];
+    }
+    let tty = std::io::stderr().is_terminal();
+    let bars = match common.progress {
+        Progress::Always => true,
+        Progress::Never => false,
+        Progress::Auto => tty,
+    };
+    let term = console::Term::stdout();
+    let (rows, cols) = term.size_checked().unwrap_or((24, 120));
+    let mut out: Vec<Box<dyn Reporter>> = Vec::new();
+    if exec {
+        out.push(Box::new(ExecGrouped));
+    } else if !bars {
+        out.push(Box::new(PlainLines));
+    }
+    if bars {
+        out.push(Box::new(Bars::new(rows as usize)));
+    }
+    let report_vars = job
+        .playbook
+        .report_vars
+        .iter()
+        .map(|v| v.get_ref().clone())
+        .collect();
+    let width = std::io::stdout().is_terminal().then_some(cols);
+    out.push(Box::new(SummaryTable::new(report_vars, width)));
+    out
+}
+
+/// Many nodes in flight need many sockets; take the hard limit up front.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}

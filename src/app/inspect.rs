@@ -1,0 +1,146 @@
+//! Commands that connect to nothing: `check`, `plan`, `nodes`, `runs`.
+
+use std::path::Path;
+
+use super::{inventory_path, prepare};
+use crate::cli::{Common, OutputFormat};
+use crate::error::Error;
+use crate::inventory::Inventory;
+use crate::job::{Job, StepRef};
+use crate::playbook::{Action, Playbook};
+use crate::vars;
+
+pub(super) fn check(path: &Path, common: &Common) -> Result<i32, Error> {
+    let job = prepare(Playbook::load(path)?, common, Default::default())?;
+    for w in &job.warnings {
+        eprintln!("{w}");
+    }
+    println!(
+        "ok: {} ({} steps, {} on_failure) is valid for {} node(s)",
+        job.playbook.name,
+        job.playbook.steps.len(),
+        job.playbook.on_failure.len(),
+        job.nodes.len()
+    );
+    Ok(0)
+}
+
+pub(super) fn plan(path: &Path, common: &Common) -> Result<i32, Error> {
+    let job = prepare(Playbook::load(path)?, common, Default::default())?;
+    for w in &job.warnings {
+        eprintln!("{w}");
+    }
+    let mut out = String::new();
+    for (i, node) in job.nodes.iter().enumerate() {
+        out.push_str(&format!(
+            "== {} ({}@{}:{})\n",
+            node.name, node.user, node.host, node.port
+        ));
+        let mut vars = job.node_vars[i].clone();
+        for on_failure in [false, true] {
+            for r in job.step_refs(on_failure) {
+                plan_step(&job, r, &mut vars, &mut out)?;
+            }
+        }
+        out.push('\n');
+    }
+    // Rendered scripts hold secret values: mask them like every other sink.
+    print!("{}", job.masker.mask(&out));
+    Ok(0)
+}
+
+fn plan_step(job: &Job, r: StepRef, vars: &mut vars::Vars, out: &mut String) -> Result<(), Error> {
+    let step = job.step(r);
+    let rendered = job.render(r, vars)?;
+    let (kind, shell) = match &step.action {
+        Action::Run { shell, .. } => ("run", shell),
+        Action::Local { shell, .. } => ("local", shell),
+    };
+    let label = if r.on_failure { "on_failure" } else { "step" };
+    out.push_str(&format!(
+        "-- {label} {}: {} [{kind}",
+        r.index + 1,
+        step.name
+    ));
+    if shell != "sh" {
+        out.push_str(&format!(", {shell}"));
+    }
+    if step.sudo {
+        out.push_str(", sudo");
+    }
+    out.push_str("]\n");
+    if let Some(w) = &step.when {
+        out.push_str(&format!("   when: {}\n", w.text.trim()));
+    }
+    if let Some(u) = &rendered.unless {
+        out.push_str(&format!("   unless: {}\n", u.trim()));
+    }
+    for (k, v) in &rendered.env {
+        out.push_str(&format!("   env {k}={v}\n"));
+    }
+    for line in rendered.script.trim_end().lines() {
+        out.push_str(&format!("   | {line}\n"));
+    }
+    if let Some(c) = &step.capture {
+        vars.insert(c.get_ref().clone(), Job::placeholder(c.get_ref()));
+        out.push_str(&format!("   capture -> {}\n", c.get_ref()));
+    }
+    Ok(())
+}
+
+pub(super) fn nodes(common: &Common) -> Result<i32, Error> {
+    let inventory = Inventory::load(&inventory_path(common))?;
+    let chosen = crate::select::select(&inventory.nodes, common.limit.as_deref())?;
+    if common.output == OutputFormat::Json {
+        for &i in &chosen {
+            let n = &inventory.nodes[i];
+            let line = serde_json::json!({
+                "name": &*n.name, "host": n.host, "port": n.port, "user": n.user,
+                "identity_file": n.identity_file, "groups": n.groups,
+                "connect_timeout_ms": n.connect_timeout.as_millis() as u64,
+                "host_key_pinned": n.host_key.is_some(),
+            });
+            println!("{line}");
+        }
+        return Ok(0);
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    table.set_header([
+        "node", "host", "port", "user", "identity", "groups", "host key",
+    ]);
+    for &i in &chosen {
+        let n = &inventory.nodes[i];
+        table.add_row([
+            n.name.to_string(),
+            n.host.clone(),
+            n.port.to_string(),
+            n.user.clone(),
+            n.identity_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "agent, ~/.ssh/id_*".into()),
+            n.groups.join(","),
+            if n.host_key.is_some() {
+                "pinned"
+            } else {
+                "known_hosts"
+            }
+            .to_string(),
+        ]);
+    }
+    println!("{table}");
+    Ok(0)
+}
+
+pub(super) fn runs(id: Option<&str>, _common: &Common) -> Result<i32, Error> {
+    let state = crate::state::state_dir();
+    match id {
+        None => print!("{}", crate::runs::render_list(&crate::runs::list(&state)?)),
+        Some(id) => print!(
+            "{}",
+            crate::runs::render_detail(&crate::runs::load(&state, id)?)
+        ),
+    }
+    Ok(0)
+}

@@ -1,0 +1,149 @@
+//! The commands: load inputs, build a job, wire the executor to its writers.
+//! Returns the process exit code; errors are rendered here, once.
+
+mod execute;
+mod inspect;
+
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command, Common};
+use crate::error::Error;
+use crate::inventory::Inventory;
+use crate::job::{Job, JobOptions};
+use crate::playbook::Playbook;
+use crate::vars;
+
+/// Runs the parsed command line; the returned value is the exit code.
+pub fn main(cli: Cli) -> i32 {
+    let common = match &cli.command {
+        Command::Run { common, .. }
+        | Command::Check { common, .. }
+        | Command::Plan { common, .. }
+        | Command::Exec { common, .. }
+        | Command::Runs { common, .. }
+        | Command::Nodes { common } => common.clone(),
+    };
+    init_tracing(&common);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{}", e.render());
+            e.exit_code()
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32, Error> {
+    match cli.command {
+        Command::Check { playbook, common } => inspect::check(&playbook, &common),
+        Command::Plan { playbook, common } => inspect::plan(&playbook, &common),
+        Command::Nodes { common } => inspect::nodes(&common),
+        Command::Runs { id, common } => inspect::runs(id.as_deref(), &common),
+        Command::Run {
+            playbook,
+            common,
+            conn,
+            outputs,
+            check,
+            resume,
+            lock_wait,
+        } => {
+            let pb = Playbook::load(&playbook)?;
+            let lock_wait = lock_wait
+                .as_deref()
+                .map(|w| duration_arg("--lock-wait", w))
+                .transpose()?;
+            let args = execute::RunArgs {
+                common: &common,
+                conn: &conn,
+                outputs: &outputs,
+                check,
+                resume: resume.as_deref(),
+                lock_wait,
+                exec: false,
+            };
+            execute::execute(pb, args)
+        }
+        Command::Exec {
+            common,
+            conn,
+            outputs,
+            timeout,
+            sudo,
+            command,
+        } => {
+            let mut pb = Playbook::ad_hoc(&command.join(" "));
+            pb.steps[0].timeout = timeout
+                .as_deref()
+                .map(|t| duration_arg("--timeout", t))
+                .transpose()?;
+            pb.steps[0].sudo = sudo;
+            let args = execute::RunArgs {
+                common: &common,
+                conn: &conn,
+                outputs: &outputs,
+                check: false,
+                resume: None,
+                lock_wait: None,
+                exec: true,
+            };
+            execute::execute(pb, args)
+        }
+    }
+}
+
+fn duration_arg(flag: &str, value: &str) -> Result<std::time::Duration, Error> {
+    humantime::parse_duration(value).map_err(|e| {
+        Error::input(
+            format!("{flag} `{value}`: {e}"),
+            format!("write e.g. {flag} 30s or 5m"),
+        )
+    })
+}
+
+fn init_tracing(common: &Common) {
+    let level = match (common.quiet, common.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("fleetfix={level},warn")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn inventory_path(common: &Common) -> PathBuf {
+    common
+        .inventory
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("inventory.toml"))
+}
+
+/// A fresh run id: sortable by time, unique enough to name a journal file.
+pub fn new_run_id() -> String {
+    let now = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+    format!("{now}-{:04x}", rand::random::<u16>())
+}
+
+/// Loads inventory and playbook and validates them into a job.
+fn prepare(
+    playbook: Playbook,
+    common: &Common,
+    skip: std::collections::HashSet<String>,
+) -> Result<Job, Error> {
+    let inventory = Inventory::load(&inventory_path(common))?;
+    let opts = JobOptions {
+        limit: common.limit.clone(),
+        overrides: vars::parse_overrides(&common.vars)?,
+        concurrency: common.concurrency.map(|c| c as usize),
+        run_id: new_run_id(),
+        skip,
+    };
+    Job::prepare(&inventory, playbook, &opts)
+}
