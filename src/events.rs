@@ -78,15 +78,50 @@ pub struct StepResult {
     pub error: Option<String>,
 }
 
-/// Node counts per status, and the exit code they mean.
+/// Node counts per final status.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct Summary {
-    pub nodes: usize,
+pub struct NodeCounts {
     pub ok: usize,
     pub changed: usize,
     pub failed: usize,
     pub unreachable: usize,
     pub not_run: usize,
+}
+
+impl NodeCounts {
+    pub fn add(&mut self, status: NodeStatus) {
+        match status {
+            NodeStatus::Ok => self.ok += 1,
+            NodeStatus::Changed => self.changed += 1,
+            NodeStatus::Failed => self.failed += 1,
+            NodeStatus::Unreachable => self.unreachable += 1,
+            NodeStatus::NotRun => self.not_run += 1,
+        }
+    }
+
+    /// `3 changed, 1 failed` (zero counts left out).
+    pub fn describe(&self) -> String {
+        [
+            (self.changed, "changed"),
+            (self.ok, "ok"),
+            (self.failed, "failed"),
+            (self.unreachable, "unreachable"),
+            (self.not_run, "not_run"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, w)| format!("{n} {w}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+}
+
+/// Node counts per status, and the exit code they mean.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub nodes: usize,
+    #[serde(flatten)]
+    pub counts: NodeCounts,
     pub exit_code: i32,
     pub duration_ms: u64,
     /// Why the run stopped before every node ran, if it did.
@@ -99,13 +134,7 @@ pub struct Summary {
 impl Summary {
     pub fn add(&mut self, status: NodeStatus) {
         self.nodes += 1;
-        match status {
-            NodeStatus::Ok => self.ok += 1,
-            NodeStatus::Changed => self.changed += 1,
-            NodeStatus::Failed => self.failed += 1,
-            NodeStatus::Unreachable => self.unreachable += 1,
-            NodeStatus::NotRun => self.not_run += 1,
-        }
+        self.counts.add(status);
     }
 
     /// SPEC section 2. A stopped rollout (3) outranks a failed node (1),
@@ -113,11 +142,11 @@ impl Summary {
     pub fn compute_exit_code(&self) -> i32 {
         if self.stopped.is_some() {
             3
-        } else if self.failed > 0 {
+        } else if self.counts.failed > 0 {
             1
-        } else if self.unreachable > 0 {
+        } else if self.counts.unreachable > 0 {
             6
-        } else if self.check && self.changed > 0 {
+        } else if self.check && self.counts.changed > 0 {
             5
         } else {
             0

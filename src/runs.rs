@@ -13,47 +13,9 @@ use comfy_table::{Cell, ContentArrangement, Table};
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::events::{NodeStatus, StepStatus};
+use crate::events::{NodeCounts, NodeStatus, StepStatus};
 use crate::output::human_duration;
 use crate::state;
-
-/// Node counts per final status, from `node_finished` events.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NodeCounts {
-    pub ok: usize,
-    pub changed: usize,
-    pub failed: usize,
-    pub unreachable: usize,
-    pub not_run: usize,
-}
-
-impl NodeCounts {
-    fn add(&mut self, status: NodeStatus) {
-        match status {
-            NodeStatus::Ok => self.ok += 1,
-            NodeStatus::Changed => self.changed += 1,
-            NodeStatus::Failed => self.failed += 1,
-            NodeStatus::Unreachable => self.unreachable += 1,
-            NodeStatus::NotRun => self.not_run += 1,
-        }
-    }
-
-    /// `3 changed, 1 failed` (zero counts left out).
-    pub fn describe(&self) -> String {
-        [
-            (self.changed, "changed"),
-            (self.ok, "ok"),
-            (self.failed, "failed"),
-            (self.unreachable, "unreachable"),
-            (self.not_run, "not_run"),
-        ]
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, w)| format!("{n} {w}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-    }
-}
 
 /// One run, as `fleetfix runs` lists it.
 #[derive(Debug, Clone)]

@@ -187,7 +187,7 @@ pub async fn run<C: Connector>(
         .clone();
     // A spent budget with no node left to skip did not stop anything early;
     // a failed gate or an interrupt always did.
-    let early = summary.not_run > 0
+    let early = summary.counts.not_run > 0
         || shared.opts.control.interrupt.is_cancelled()
         || stopped.as_deref().is_some_and(|s| s.starts_with("gate "));
     summary.stopped = stopped.filter(|_| early);

@@ -338,10 +338,13 @@ pub(crate) mod tests {
             Event::RunFinished {
                 summary: Summary {
                     nodes: 4,
-                    changed: 1,
-                    failed: 1,
-                    unreachable: 1,
-                    not_run: 1,
+                    counts: crate::events::NodeCounts {
+                        ok: 0,
+                        changed: 1,
+                        failed: 1,
+                        unreachable: 1,
+                        not_run: 1,
+                    },
                     exit_code: 3,
                     duration_ms: 9000,
                     stopped: Some("gate `endpoint` failed".into()),

@@ -78,21 +78,10 @@ impl SummaryTable {
 
 /// `5 nodes: 3 changed, 1 ok, 1 failed · 2.1s · exit 1`
 pub fn closing_line(s: &Summary) -> String {
-    let parts: Vec<String> = [
-        (s.changed, "changed"),
-        (s.ok, "ok"),
-        (s.failed, "failed"),
-        (s.unreachable, "unreachable"),
-        (s.not_run, "not_run"),
-    ]
-    .iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, w)| format!("{n} {w}"))
-    .collect();
     format!(
         "{} nodes: {} · {} · exit {}",
         s.nodes,
-        parts.join(", "),
+        s.counts.describe(),
         human_duration(s.duration_ms),
         s.exit_code
     )
@@ -240,9 +229,12 @@ mod tests {
             Event::RunFinished {
                 summary: Summary {
                     nodes: 3,
-                    changed: 1,
-                    failed: 1,
-                    unreachable: 1,
+                    counts: crate::events::NodeCounts {
+                        changed: 1,
+                        failed: 1,
+                        unreachable: 1,
+                        ..Default::default()
+                    },
                     exit_code: 1,
                     duration_ms: 1500,
                     ..Default::default()
