@@ -101,7 +101,7 @@ fn a_second_run_of_a_playbook_waits_or_exits_4() {
     let first = finish(first);
     assert_eq!(first.code, 0, "{}", first.dump());
     // The waiting run started its work only after the first one finished.
-    let runs = journals(&fleet);
+    let mut runs = journals(&fleet);
     assert_eq!(runs.len(), 2, "the refused run leaves no journal");
     let finished = |evs: &Vec<Value>, kind: &str| -> jiff::Timestamp {
         evs.iter()
@@ -109,7 +109,13 @@ fn a_second_run_of_a_playbook_waits_or_exits_4() {
             .and_then(|e| e["ts"].as_str()?.parse().ok())
             .expect("ts")
     };
-    assert!(finished(&runs[1], "run_started") >= finished(&runs[0], "run_finished"));
+    runs.sort_by_key(|j| finished(j, "run_started"));
+    assert!(
+        finished(&runs[1], "run_started") >= finished(&runs[0], "run_finished"),
+        "the waiting run started before the first finished:\n{:?}\n{:?}",
+        runs[0],
+        runs[1]
+    );
     assert!(started.elapsed() >= Duration::from_secs(1));
 }
 

@@ -410,7 +410,7 @@ impl SshSession {
              [ -n \"$g\" ] && [ \"$g\" -gt 1 ] && kill -s {sig} -- -\"$g\" 2>/dev/null\n\
              exit 0\n"
         );
-        let Ok(ch) = self.open_channel().await else {
+        let Ok(mut ch) = self.open_channel().await else {
             return;
         };
         if ch.exec(true, "sh -s").await.is_err() {
@@ -418,15 +418,17 @@ impl SshSession {
         }
         let _ = ch.data(script.as_bytes()).await;
         let _ = ch.eof().await;
-        let mut ch = ch;
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            while let Some(msg) = ch.wait().await {
-                if matches!(msg, ChannelMsg::Close) {
-                    break;
+        // Reaping the helper channel must not delay the command's own end.
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                while let Some(msg) = ch.wait().await {
+                    if matches!(msg, ChannelMsg::Close) {
+                        break;
+                    }
                 }
-            }
-        })
-        .await;
+            })
+            .await;
+        });
     }
 }
 

@@ -608,6 +608,9 @@ impl Fleet {
         }
         let _ = writeln!(c, "HostKey {}", conf_path(&slot.host_key));
         let _ = writeln!(c, "AuthorizedKeysFile {}", conf_path(&slot.authorized_keys));
+        // Debian's bash sources ~/.bashrc for commands run by sshd unless
+        // SHLVL is set; this machine's root .bashrc costs ~0.2 s of CPU per
+        // command (pyenv), which would swamp every timing in the tests.
         c.push_str(
             "PermitRootLogin prohibit-password\n\
              PasswordAuthentication no\n\
@@ -625,7 +628,8 @@ impl Fleet {
              PrintMotd no\n\
              PrintLastLog no\n\
              X11Forwarding no\n\
-             Subsystem sftp internal-sftp\n",
+             Subsystem sftp internal-sftp\n\
+             SetEnv SHLVL=1\n",
         );
         write_file(&slot.config, &c);
     }
