@@ -30,7 +30,7 @@ impl SourceFile {
 
     /// A location from a byte span of this file.
     pub fn locate(&self, span: Range<usize>) -> Location {
-        let start = span.start.min(self.text.len());
+        let start = floor_char_boundary(&self.text, span.start);
         let before = &self.text[..start];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
@@ -39,8 +39,8 @@ impl SourceFile {
             .find('\n')
             .map(|i| start + i)
             .unwrap_or(self.text.len());
-        let width = span.end.clamp(start, line_end).saturating_sub(start);
-        let width = self.text[start..start + width].chars().count().max(1);
+        let end = floor_char_boundary(&self.text, span.end.clamp(start, line_end));
+        let width = self.text[start..end].chars().count().max(1);
         Location {
             file: self.path.clone(),
             line,
@@ -65,9 +65,19 @@ impl SourceFile {
         } else {
             offset += col;
         }
-        let offset = offset.min(self.text.len());
+        let offset = floor_char_boundary(&self.text, offset);
         self.locate(offset..offset + 1)
     }
+}
+
+/// The largest char boundary of `text` at or below `i` (spans computed on
+/// decoded strings may land inside a multi-byte character).
+pub fn floor_char_boundary(text: &str, i: usize) -> usize {
+    let mut i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 fn hint_for_io(e: &std::io::Error, what: &str) -> String {
@@ -98,6 +108,9 @@ pub struct InputError {
     pub node: Option<String>,
     pub message: String,
     pub hint: Option<String>,
+    /// Depends on values only known at run time (a capture stood in by a
+    /// placeholder): `check` must not reject the playbook for it.
+    pub provisional: bool,
 }
 
 /// Every error the library reports to its caller.
@@ -120,6 +133,7 @@ impl Error {
             node: None,
             message: message.into(),
             hint: Some(hint.into()).filter(|h: &String| !h.is_empty()),
+            provisional: false,
         }))
     }
 
@@ -132,6 +146,22 @@ impl Error {
         Error::Input(e)
     }
 
+    /// Marks an input error as depending on run-time values.
+    pub fn provisional(self) -> Self {
+        match self {
+            Error::Input(mut e) => {
+                e.provisional = true;
+                Error::Input(e)
+            }
+            other => other,
+        }
+    }
+
+    /// Whether `check` may ignore this error (see [`InputError::provisional`]).
+    pub fn is_provisional(&self) -> bool {
+        matches!(self, Error::Input(e) if e.provisional)
+    }
+
     /// Attaches the node name to an input error.
     pub fn for_node(self, node: &str) -> Self {
         match self {
@@ -140,6 +170,42 @@ impl Error {
                 Error::Input(e)
             }
             other => other,
+        }
+    }
+
+    /// The error with secret values masked in its message.
+    pub fn masked(self, m: &crate::secrets::Masker) -> Self {
+        match self {
+            Error::Input(mut e) => {
+                m.mask_in_place(&mut e.message);
+                Error::Input(e)
+            }
+            Error::Runtime { mut message } => {
+                m.mask_in_place(&mut message);
+                Error::Runtime { message }
+            }
+            other => other,
+        }
+    }
+
+    /// One line, `file:line:col: message`, for event fields (JSON, journal,
+    /// JUnit); the full block with the caret is for the terminal.
+    pub fn one_line(&self) -> String {
+        match self {
+            Error::Input(e) => {
+                let mut s = String::new();
+                if let Some(loc) = &e.location {
+                    s.push_str(&format!(
+                        "{}:{}:{}: ",
+                        loc.file.display(),
+                        loc.line,
+                        loc.col
+                    ));
+                }
+                s.push_str(&e.message);
+                s
+            }
+            other => other.to_string(),
         }
     }
 

@@ -239,6 +239,11 @@ impl Event {
                 }
             }
             Event::GateFinished { error: Some(e), .. } => m.mask_in_place(e),
+            Event::RunFinished { summary } => {
+                if let Some(s) = &mut summary.stopped {
+                    m.mask_in_place(s);
+                }
+            }
             _ => {}
         }
     }

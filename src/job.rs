@@ -33,8 +33,8 @@ pub struct JobOptions {
     pub overrides: IndexMap<String, String>,
     pub concurrency: Option<usize>,
     pub run_id: String,
-    /// Nodes to leave out (`--resume`: those that finished ok before).
-    pub skip: std::collections::HashSet<String>,
+    /// Run only these nodes (`--resume`: those that did not finish ok).
+    pub only: Option<std::collections::HashSet<String>>,
 }
 
 /// A step's templates rendered for one node.
@@ -98,8 +98,8 @@ impl Job {
         opts: &JobOptions,
     ) -> Result<Self, Error> {
         let mut selected = select::select(&inventory.nodes, opts.limit.as_deref())?;
-        if !opts.skip.is_empty() {
-            selected.retain(|&i| !opts.skip.contains(&*inventory.nodes[i].name));
+        if let Some(only) = &opts.only {
+            selected.retain(|&i| only.contains(&*inventory.nodes[i].name));
             if selected.is_empty() {
                 return Err(Error::input(
                     "nothing to resume: every selected node finished ok in that run",
@@ -145,11 +145,13 @@ impl Job {
             templates,
         };
         job.check_report_vars()?;
+        // Rendered text may hold secrets; so may an error quoting it.
         for (node, vars) in job.nodes.iter().zip(&job.node_vars) {
-            job.dry_render(vars).map_err(|e| e.for_node(&node.name))?;
+            job.dry_render(vars)
+                .map_err(|e| e.for_node(&node.name).masked(&job.masker))?;
         }
         for i in 0..job.playbook.gates.len() {
-            job.render_gate(i)?;
+            job.render_gate(i).map_err(|e| e.masked(&job.masker))?;
         }
         Ok(job)
     }
@@ -267,11 +269,13 @@ impl Job {
         let opt = |field: &str, t: &Option<Text>| t.as_ref().map(|t| text(field, t)).transpose();
         let stdout_regex = match (&e.stdout_regex, opt("stdout_regex", &e.stdout_regex)?) {
             (Some(t), Some(re)) => Some(RegexBuilder::new(&re).multi_line(true).build().map_err(|err| {
-                Error::at(
+                let e = Error::at(
                     src.locate(t.span.clone()),
                     format!("stdout_regex is not a valid regular expression: {err}"),
                     "the syntax is Rust's regex crate (like RE2); `^` and `$` match at line ends",
-                )
+                );
+                // A captured value stood in by a placeholder proves nothing.
+                if re.contains("${{") { e.provisional() } else { e }
             })?),
             _ => None,
         };
@@ -294,24 +298,35 @@ impl Job {
         Ok((command, web))
     }
 
+    /// Every variable name a step of the playbook captures.
+    pub fn capture_names(&self) -> impl Iterator<Item = &str> {
+        self.playbook
+            .all_steps()
+            .filter_map(|(s, _)| s.capture.as_ref().map(|c| c.get_ref().as_str()))
+    }
+
     /// A stand-in value for a capture not yet known (shown as itself by `plan`).
     pub fn placeholder(name: &str) -> Value {
-        Value::from_safe_string(format!("${{{{ {name} }}}}"))
+        template::verbatim(format!("${{{{ {name} }}}}"))
     }
 
     /// Renders every step with captures stood in, to find errors early.
     fn dry_render(&self, base: &Vars) -> Result<(), Error> {
+        let definite = |r: Result<(), Error>| match r {
+            Err(e) if !e.is_provisional() => Err(e),
+            _ => Ok(()),
+        };
         let mut vars = base.clone();
         for r in self.step_refs(false) {
-            self.when(r, &vars)?;
-            self.render(r, &vars)?;
+            definite(self.when(r, &vars).map(drop))?;
+            definite(self.render(r, &vars).map(drop))?;
             if let Some(c) = &self.step(r).capture {
                 vars.insert(c.get_ref().clone(), Self::placeholder(c.get_ref()));
             }
         }
         for r in self.step_refs(true) {
-            self.when(r, &vars)?;
-            self.render(r, &vars)?;
+            definite(self.when(r, &vars).map(drop))?;
+            definite(self.render(r, &vars).map(drop))?;
         }
         Ok(())
     }

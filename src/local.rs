@@ -52,11 +52,16 @@ pub async fn exec(req: &ExecRequest) -> Result<ExecOutput, SessionError> {
             why
         }
     };
-    let _ = writer.await;
+    // A background child may keep the pipes open after the shell exited;
+    // what it writes later is not this step's output.
+    let drain = Duration::from_secs(2);
+    let _ = tokio::time::timeout(drain, writer).await;
+    let stdout = tokio::time::timeout(drain, out).await;
+    let stderr = tokio::time::timeout(drain, err).await;
     Ok(ExecOutput {
         status,
-        stdout: out.await.unwrap_or_default(),
-        stderr: err.await.unwrap_or_default(),
+        stdout: stdout.ok().and_then(Result::ok).unwrap_or_default(),
+        stderr: stderr.ok().and_then(Result::ok).unwrap_or_default(),
     })
 }
 

@@ -13,6 +13,9 @@ use crate::toml_source;
 
 const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
 
+/// More retries than this is a typo, not a plan.
+const MAX_RETRIES: u32 = 10_000;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPlaybook {
@@ -73,8 +76,8 @@ struct RawGate {
     shell: Option<String>,
     #[serde(default = "no_expect")]
     expect: Spanned<RawExpect>,
-    #[serde(default)]
-    retries: u32,
+    #[serde(default = "no_retries")]
+    retries: Spanned<u32>,
     retry_delay: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
 }
@@ -98,6 +101,10 @@ struct RawExpect {
     headers: IndexMap<String, Spanned<String>>,
     body_contains: Option<Spanned<String>>,
     body_not_contains: Option<Spanned<String>>,
+}
+
+fn no_retries() -> Spanned<u32> {
+    Spanned::new(0..0, 0)
 }
 
 fn no_expect() -> Spanned<RawExpect> {
@@ -132,8 +139,8 @@ struct RawStep {
     capture: Option<Spanned<String>>,
     #[serde(default = "no_expect")]
     expect: Spanned<RawExpect>,
-    #[serde(default)]
-    retries: u32,
+    #[serde(default = "no_retries")]
+    retries: Spanned<u32>,
     retry_delay: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     #[serde(default)]
@@ -414,7 +421,7 @@ fn convert_step(
             "for a command, expect `exit`, `stdout_contains`, `stdout_regex` or `stderr_not_contains`",
         ));
     }
-    let expect = convert_expect(raw.expect.get_ref());
+    let expect = convert_expect(source, &raw.expect)?;
     if let Some(capture) = &raw.capture {
         check_identifier(source, capture)?;
     }
@@ -425,7 +432,7 @@ fn convert_step(
         unless: raw.unless.as_ref().map(Text::from),
         capture: raw.capture.clone(),
         expect,
-        retries: raw.retries,
+        retries: retries(source, &raw.retries)?,
         retry_delay: duration(&raw.retry_delay)?.unwrap_or(DEFAULT_RETRY_DELAY),
         timeout: duration(&raw.timeout)?,
         sudo: raw.sudo,
@@ -440,7 +447,35 @@ fn convert_step(
     })
 }
 
-fn convert_expect(raw: &RawExpect) -> Expect {
+fn retries(source: &SourceFile, r: &Spanned<u32>) -> Result<u32, Error> {
+    if *r.get_ref() <= MAX_RETRIES {
+        return Ok(*r.get_ref());
+    }
+    Err(Error::at(
+        source.locate(r.span()),
+        format!("retries = {} is more than {MAX_RETRIES}", r.get_ref()),
+        "retries counts repeats after the first attempt; use a longer retry_delay instead",
+    ))
+}
+
+fn convert_expect(source: &SourceFile, spanned: &Spanned<RawExpect>) -> Result<Expect, Error> {
+    let raw = spanned.get_ref();
+    let statuses = match &raw.status {
+        None => Vec::new(),
+        Some(OneOrMany::One(c)) => vec![*c],
+        Some(OneOrMany::Many(c)) => c.clone(),
+    };
+    if let Some(bad) = statuses.iter().find(|c| !(100..=599).contains(*c)) {
+        return Err(Error::at(
+            source.locate(spanned.span()),
+            format!("status {bad} is not an HTTP status code"),
+            "HTTP status codes run from 100 to 599",
+        ));
+    }
+    Ok(convert_expect_unchecked(raw))
+}
+
+fn convert_expect_unchecked(raw: &RawExpect) -> Expect {
     let codes = |v: &Option<OneOrMany>| match v {
         None => Vec::new(),
         Some(OneOrMany::One(c)) => vec![*c],
@@ -594,7 +629,7 @@ fn convert_gate(source: &SourceFile, spanned: &Spanned<RawGate>) -> Result<Gate,
             ));
         }
     };
-    let mut expect = convert_expect(raw.expect.get_ref());
+    let mut expect = convert_expect(source, &raw.expect)?;
     if matches!(check, GateCheck::Http(_)) && expect.status.is_empty() {
         expect.status = (200..300).collect();
     }
@@ -607,7 +642,7 @@ fn convert_gate(source: &SourceFile, spanned: &Spanned<RawGate>) -> Result<Gate,
         name: raw.name.clone(),
         check,
         expect,
-        retries: raw.retries,
+        retries: retries(source, &raw.retries)?,
         retry_delay: duration(&raw.retry_delay)?.unwrap_or(DEFAULT_RETRY_DELAY),
         timeout: duration(&raw.timeout)?,
         span: spanned.span(),

@@ -5,10 +5,12 @@
 //! commands; `| raw` marks a value as meant verbatim. Text templates (URLs,
 //! headers, expectations) insert plain text.
 
+use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 
 use minijinja::syntax::SyntaxConfig;
-use minijinja::value::Value;
+use minijinja::value::{Object, ObjectRepr, Value};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
 use crate::error::{Error, Location, SourceFile};
@@ -58,16 +60,20 @@ impl Templates {
                 AutoEscape::None
             }
         });
+        // Only `| raw` skips quoting: minijinja's own "safe" strings (from
+        // `tojson`, `safe`, `escape`) are HTML-safe, not shell-safe.
         env.set_formatter(|out, state, value| {
-            if state.auto_escape() == AutoEscape::Custom("shell") && !value.is_safe() {
-                out.write_str(&shell_quote(&value_text(value)))?;
-                Ok(())
-            } else {
-                write!(out, "{}", value_text(value))?;
-                Ok(())
-            }
+            let text = match value.downcast_object_ref::<Raw>() {
+                Some(raw) => raw.0.clone(),
+                None if state.auto_escape() == AutoEscape::Custom("shell") => {
+                    shell_quote(&value_text(value))
+                }
+                None => value_text(value),
+            };
+            out.write_str(&text)?;
+            Ok(())
         });
-        env.add_filter("raw", |v: Value| Value::from_safe_string(value_text(&v)));
+        env.add_filter("raw", |v: Value| verbatim(value_text(&v)));
         Templates { env }
     }
 
@@ -99,6 +105,25 @@ impl Templates {
     pub fn check_expression(&self, expr: &str) -> Result<(), minijinja::Error> {
         self.env.compile_expression(expr).map(|_| ())
     }
+}
+
+/// A value inserted as is, even into shell templates.
+#[derive(Debug)]
+struct Raw(String);
+
+impl Object for Raw {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A value every template inserts verbatim (what `| raw` returns).
+pub fn verbatim(text: impl Into<String>) -> Value {
+    Value::from_object(Raw(text.into()))
 }
 
 /// The text of a value as inserted into output.
@@ -137,20 +162,20 @@ pub fn quoted_insertions(script: &str) -> Vec<(usize, usize)> {
     let mut found = Vec::new();
     for (lineno, line) in script.lines().enumerate() {
         let mut quote: Option<char> = None;
-        let chars: Vec<char> = line.chars().collect();
+        let chars: Vec<(usize, char)> = line.char_indices().collect();
+        let at = |i: usize| chars.get(i).map(|&(_, c)| c);
         let mut i = 0;
         while i < chars.len() {
-            let c = chars[i];
-            if c == '$' && chars.get(i + 1) == Some(&'{') && chars.get(i + 2) == Some(&'{') {
+            let (byte, c) = chars[i];
+            if c == '$' && at(i + 1) == Some('{') && at(i + 2) == Some('{') {
                 if quote.is_some() {
-                    found.push((lineno + 1, i + 1));
+                    found.push((lineno + 1, byte + 1));
                 }
                 // Skip to the closing `}}`.
-                let rest: String = chars[i..].iter().collect();
-                i += rest
-                    .find("}}")
-                    .map(|e| rest[..e].chars().count() + 2)
-                    .unwrap_or(3);
+                i = match line[byte..].find("}}") {
+                    Some(e) => chars.partition_point(|&(b, _)| b < byte + e + 2),
+                    None => i + 3,
+                };
                 continue;
             }
             match (quote, c) {
@@ -158,7 +183,7 @@ pub fn quoted_insertions(script: &str) -> Vec<(usize, usize)> {
                 (Some(q), c) if c == q => quote = None,
                 (Some('"'), '\\') => i += 1,
                 (None, '\\') => i += 1,
-                (None, '#') if i == 0 || chars[i - 1].is_whitespace() => break,
+                (None, '#') if i == 0 || chars[i - 1].1.is_whitespace() => break,
                 _ => {}
             }
             i += 1;
@@ -222,7 +247,7 @@ fn content_start(source: &SourceFile, span: &Range<usize>) -> usize {
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let before = &text[..crate::error::floor_char_boundary(text, offset)];
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
     (line, col)
@@ -250,7 +275,13 @@ pub fn error_at(source: &SourceFile, text: &Text, err: &minijinja::Error, what: 
             "check the expression against the variables that are defined",
         ),
     };
-    Error::at(locate_error(source, text, err), message, hint)
+    let e = Error::at(locate_error(source, text, err), message, hint);
+    // Undefined names and bad syntax are wrong whatever the values; other
+    // failures (a filter on a captured value) may only be so at run time.
+    match err.kind() {
+        minijinja::ErrorKind::UndefinedError | minijinja::ErrorKind::SyntaxError => e,
+        _ => e.provisional(),
+    }
 }
 
 #[cfg(test)]
@@ -283,6 +314,16 @@ mod tests {
     }
 
     #[test]
+    fn only_raw_skips_quoting() {
+        for filter in ["tojson", "safe", "e"] {
+            let src = format!("echo ${{{{ x | {filter} }}}}");
+            let out =
+                render(Mode::Shell, &src, context! { x => "$(touch /tmp/x)" }).expect("renders");
+            assert!(out.starts_with("echo '"), "{filter}: {out}");
+        }
+    }
+
+    #[test]
     fn raw_filter_and_text_mode_insert_verbatim() {
         let out = render(Mode::Shell, "${{ x | raw }}", context! { x => "a b" });
         assert_eq!(out.expect("renders"), "a b");
@@ -310,6 +351,11 @@ mod tests {
         assert!(t.eval("a != b", &ctx).expect("evaluates"));
         assert!(t.eval("\"0.1\" in v", &ctx).expect("evaluates"));
         assert!(!t.eval("nope is defined", &ctx).expect("evaluates"));
+    }
+
+    #[test]
+    fn quoted_insertions_count_bytes() {
+        assert_eq!(quoted_insertions("echo 'é${{ x }}'"), vec![(1, 9)]);
     }
 
     #[test]

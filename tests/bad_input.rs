@@ -337,3 +337,14 @@ fn check_warns_about_quoted_insertions() {
     assert!(out.stderr.contains("warning: q.toml:5:"), "{}", out.dump());
     assert!(out.stderr.contains("inside quotes"), "{}", out.dump());
 }
+
+#[test]
+fn non_ascii_text_and_escapes_never_panic() {
+    let case = Case::new();
+    case.write(
+        "u.toml",
+        "name = \"x\"\n[vars]\nv = \"a\"\n[[steps]]\nrun = \"echo 'é${{ v }}'\"\n[[steps]]\nrun = \"\\\"\\\"é ${{ nope }}\"\n",
+    );
+    let out = case.fleetfix(&["check", "u.toml"]);
+    assert_bad(&out, "u.toml", Some(7), "undefined variable `nope`");
+}

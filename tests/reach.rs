@@ -201,3 +201,27 @@ fn connect_timeout_is_per_node() {
     );
     drop(silent);
 }
+
+#[test]
+fn a_key_of_another_type_for_a_known_host_is_refused_even_with_tofu() {
+    let fleet = Fleet::start(1);
+    let inv = fleet.write_inventory(&[]);
+    // known_hosts records an ECDSA key for node1; the node presents ed25519.
+    let node = fleet.node("node1");
+    let ecdsa = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=";
+    std::fs::write(
+        fleet.known_hosts(),
+        format!("{} {ecdsa}\n", node.known_hosts_host()),
+    )
+    .expect("write");
+    let out = run_json(&fleet, &inv, &["--accept-new-host-keys"]);
+    assert_eq!(out.code, 6, "{}", out.dump());
+    let o = outcomes(&out);
+    assert!(
+        o["node1"].1.contains("HOST KEY CHANGED"),
+        "{:?}",
+        o["node1"]
+    );
+    let kh = std::fs::read_to_string(fleet.known_hosts()).expect("read");
+    assert_eq!(kh.lines().count(), 1, "the new key was learned:\n{kh}");
+}

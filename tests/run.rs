@@ -302,7 +302,7 @@ fn a_hostile_variable_cannot_inject_commands() {
 name = "inject"
 [[steps]]
 name = "echo it"
-run = "echo ${{ evil }} > ${{ marker_dir }}/echoed"
+run = "echo ${{ evil }} > ${{ marker_dir }}/echoed; echo ${{ evil | tojson }} ${{ evil | safe }} > ${{ marker_dir }}/json"
 "#,
     );
     let out = run(fleetfix(fleet.dir())

@@ -141,6 +141,25 @@ expect = { stdout_contains = "uid=0 sudo_user=root" }
     );
     let out = run_json(&fleet, &inv, &pb);
     assert_eq!(out.code, 0, "{}", out.dump());
+
+    // A timed-out sudo step is ended too, though it runs as another user.
+    let pb = playbook(
+        fleet.dir(),
+        "sudo-timeout.toml",
+        "name = \"st\"\n[[steps]]\nsudo = true\nrun = \"sleep 3019\"\ntimeout = \"1s\"\n",
+    );
+    let out = run_json(&fleet, &inv, &pb);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let ps = Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .expect("ps");
+    let left = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.starts_with("sleep 3019"))
+        .count();
+    assert_eq!(left, 0, "the sudo step's sleep survived its timeout");
 }
 
 #[test]

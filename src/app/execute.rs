@@ -35,17 +35,34 @@ pub(super) struct RunArgs<'a> {
 pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<i32, Error> {
     raise_open_files_limit();
     let state = state::state_dir();
-    let skip = match args.resume {
-        Some(id) => finished_in(&state, id, &pb.name)?,
-        None => HashSet::new(),
+    let only = match args.resume {
+        Some(id) => Some(unfinished_in(&state, id, &pb.name)?),
+        None => None,
     };
-    let job = Arc::new(prepare(pb, args.common, skip)?);
+    let job = Arc::new(prepare(pb, args.common, only)?);
     let kh_path = args
         .conn
         .known_hosts
         .clone()
         .unwrap_or_else(crate::ssh::default_known_hosts_path);
     let known_hosts = Arc::new(KnownHosts::load(&kh_path)?);
+    for (path, option) in [
+        (&args.outputs.report, "--report"),
+        (&args.outputs.junit, "--junit"),
+    ] {
+        if let Some(p) = path {
+            report::check_output_path(p, option)?;
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Runtime {
+            message: format!("cannot start the async runtime: {e}"),
+        })?;
+    // Keys (and their passphrases) before the lock, the prompt and the
+    // journal: a bad key is bad input, and leaves no trace of a run.
+    let credentials = Arc::new(runtime.block_on(Credentials::load(&job.nodes))?);
     let _lock = if args.exec {
         None
     } else {
@@ -59,27 +76,12 @@ pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<i32, Error> {
             },
         })?)
     };
-    for (path, option) in [
-        (&args.outputs.report, "--report"),
-        (&args.outputs.junit, "--junit"),
-    ] {
-        if let Some(p) = path {
-            report::check_output_path(p, option)?;
-        }
-    }
     if !confirmed(&job, &args)? {
         eprintln!("aborted: nothing was run");
         return Ok(3);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Runtime {
-            message: format!("cannot start the async runtime: {e}"),
-        })?;
     let journal = Journal::create(&state, &job.run.id)?;
     runtime.block_on(async {
-        let credentials = Arc::new(Credentials::load(&job.nodes).await?);
         let connector = Arc::new(SshConnector::new(SshOptions {
             known_hosts,
             accept_new_host_keys: args.conn.accept_new_host_keys,
@@ -109,8 +111,8 @@ pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<i32, Error> {
     })
 }
 
-/// Nodes that finished ok in run `id`, which `--resume` leaves out.
-fn finished_in(
+/// Nodes of run `id` that did not finish ok: all `--resume` may run.
+fn unfinished_in(
     state: &std::path::Path,
     id: &str,
     playbook: &str,
@@ -126,7 +128,7 @@ fn finished_in(
             "resume a run with the playbook it ran; `fleetfix runs` lists them",
         ));
     }
-    Ok(targets.finished_ok)
+    Ok(targets.rerun.into_iter().collect())
 }
 
 /// A terminal run that would change nodes asks once; `--yes`, `--check`,

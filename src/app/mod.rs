@@ -135,7 +135,7 @@ pub fn new_run_id() -> String {
 fn prepare(
     playbook: Playbook,
     common: &Common,
-    skip: std::collections::HashSet<String>,
+    only: Option<std::collections::HashSet<String>>,
 ) -> Result<Job, Error> {
     let inventory = Inventory::load(&inventory_path(common))?;
     let opts = JobOptions {
@@ -143,7 +143,7 @@ fn prepare(
         overrides: vars::parse_overrides(&common.vars)?,
         concurrency: common.concurrency.map(|c| c as usize),
         run_id: new_run_id(),
-        skip,
+        only,
     };
     Job::prepare(&inventory, playbook, &opts)
 }

@@ -25,7 +25,7 @@ pub(super) async fn run_all<C: Connector>(shared: &Shared<C>, batch: usize) {
                 )
                 .await
             }
-            Err(e) => (0, Some(e.render())),
+            Err(e) => (0, Some(e.one_line())),
         };
         shared.events.emit(Event::GateFinished {
             batch,

@@ -135,6 +135,15 @@ pub async fn run<C: Connector>(
         stopped: Mutex::new(None),
         opts,
     });
+    // An interrupt names itself as the reason, before any node it stops
+    // could spend a budget and claim the reason instead.
+    let watcher = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            shared.opts.control.interrupt.cancelled().await;
+            shared.stop("interrupted".to_string());
+        })
+    };
     let sizes = job.playbook.rollout.batch_sizes(job.nodes.len());
     events.emit(Event::RunStarted {
         run_id: job.run.id.clone(),
@@ -177,6 +186,7 @@ pub async fn run<C: Connector>(
             }
         }
     }
+    watcher.abort();
     if shared.opts.control.interrupt.is_cancelled() {
         shared.stop("interrupted".to_string());
     }
@@ -221,10 +231,11 @@ fn not_run<C: Connector>(shared: &Shared<C>, i: usize) -> NodeStatus {
 async fn run_batch<C: Connector>(shared: &Arc<Shared<C>>, batch: &[usize]) -> Vec<NodeStatus> {
     let permits = Arc::new(Semaphore::new(shared.job.concurrency));
     let mut tasks = JoinSet::new();
+    let mut node_of = std::collections::HashMap::new();
     for &i in batch {
         let shared = shared.clone();
         let permits = permits.clone();
-        tasks.spawn(async move {
+        let handle = tasks.spawn(async move {
             let permit = tokio::select! {
                 p = permits.acquire_owned() => p.ok(),
                 _ = shared.stop_nodes.cancelled() => None,
@@ -237,10 +248,28 @@ async fn run_batch<C: Connector>(shared: &Arc<Shared<C>>, batch: &[usize]) -> Ve
             shared.count(status);
             status
         });
+        node_of.insert(handle.id(), i);
     }
     let mut out = Vec::with_capacity(batch.len());
-    while let Some(r) = tasks.join_next().await {
-        out.push(r.unwrap_or(NodeStatus::Failed));
+    while let Some(r) = tasks.join_next_with_id().await {
+        match r {
+            Ok((_, status)) => out.push(status),
+            Err(e) => {
+                // A bug, not the node's fault; still reported like any node.
+                let i = node_of.get(&e.id()).copied();
+                if let Some(i) = i {
+                    shared.events.emit(Event::NodeFinished {
+                        node: shared.job.nodes[i].name.clone(),
+                        status: NodeStatus::Failed,
+                        error: Some(format!("internal error: {e}")),
+                        duration_ms: 0,
+                        report: Default::default(),
+                    });
+                }
+                shared.count(NodeStatus::Failed);
+                out.push(NodeStatus::Failed);
+            }
+        }
     }
     out
 }

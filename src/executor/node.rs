@@ -28,6 +28,11 @@ pub(super) async fn run<C: Connector>(shared: &Shared<C>, i: usize) -> NodeStatu
         node: node.name.clone(),
     });
     let mut vars = job.node_vars[i].clone();
+    // A capture whose step did not succeed reads as empty, so guards such as
+    // `when = "running_image != ''"` work in on_failure steps too.
+    for name in job.capture_names() {
+        vars.insert(name.to_string(), minijinja::Value::from(""));
+    }
     let connected = tokio::select! {
         c = shared.connector.connect(node) => Some(c),
         _ = shared.opts.control.interrupt.cancelled() => None,
@@ -139,6 +144,15 @@ impl<C: Connector> NodeRun<'_, C> {
             };
         }
         for r in job.step_refs(true) {
+            if interrupt.is_cancelled() {
+                return NodeEnd {
+                    status: NodeStatus::Failed,
+                    error: Some(format!(
+                        "{error} (interrupted before on_failure step `{}`)",
+                        job.step(r).name
+                    )),
+                };
+            }
             if let StepEnd::Lost(msg) = self.step(r, vars).await {
                 return NodeEnd {
                     status: NodeStatus::Unreachable,
@@ -175,11 +189,6 @@ impl<C: Connector> NodeRun<'_, C> {
         };
         let end = self.attempt_all(r, vars, &mut result).await;
         result.duration_ms = started.elapsed().as_millis() as u64;
-        if let (Some(c), StepStatus::Skipped | StepStatus::WouldSkip | StepStatus::WouldRun) =
-            (&step.capture, result.status)
-        {
-            vars.insert(c.get_ref().clone(), minijinja::Value::from(""));
-        }
         self.shared.events.emit(Event::StepFinished(result));
         end
     }
@@ -198,11 +207,11 @@ impl<C: Connector> NodeRun<'_, C> {
         match job.when(r, vars) {
             Ok(true) => {}
             Ok(false) => return skip(result, skipped, "`when` is false"),
-            Err(e) => return fail(result, e.render()),
+            Err(e) => return fail(result, e.one_line()),
         }
         let rendered = match job.render(r, vars) {
             Ok(x) => x,
-            Err(e) => return fail(result, e.render()),
+            Err(e) => return fail(result, e.one_line()),
         };
         if let Some(guard) = &rendered.unless {
             match self.exec(r, guard, &rendered.env, None).await {

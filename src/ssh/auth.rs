@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
@@ -75,17 +76,33 @@ impl Credentials {
     }
 }
 
+/// How long a (possibly forwarded, possibly stuck) agent may take to answer.
+const AGENT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Connects to the agent named by `SSH_AUTH_SOCK`, when there is one.
 pub async fn agent() -> Option<AgentClient<tokio::net::UnixStream>> {
     std::env::var_os("SSH_AUTH_SOCK")?;
-    AgentClient::connect_env().await.ok()
+    tokio::time::timeout(AGENT_TIMEOUT, AgentClient::connect_env())
+        .await
+        .ok()?
+        .ok()
 }
 
 async fn agent_keys() -> Vec<PublicKey> {
     let Some(mut agent) = agent().await else {
         return Vec::new();
     };
-    match agent.request_identities().await {
+    let listed = match tokio::time::timeout(AGENT_TIMEOUT, agent.request_identities()).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(
+                "ssh-agent did not answer within {}s; not using it",
+                AGENT_TIMEOUT.as_secs()
+            );
+            return Vec::new();
+        }
+    };
+    match listed {
         Ok(ids) => ids
             .into_iter()
             .filter_map(|id| match id {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use russh::client::{self, Handle};
-use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::keys::{Algorithm, HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Sig};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -16,6 +16,12 @@ use super::{
     Captured, ConnectError, Connector, ExecOutput, ExecRequest, ExitStatus, Session, SessionError,
 };
 use crate::inventory::{HostKeyPin, Node};
+
+/// Prefix of the stderr line that reports the remote shell's pid.
+const PID_MARKER: &str = "__FLEETFIX_PID=";
+
+/// How much stderr may precede the pid line (login scripts) before we stop looking.
+const PID_SEARCH_LIMIT: usize = 64 * 1024;
 
 /// How long a timed-out command gets after SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
@@ -36,17 +42,21 @@ pub struct SshConnector {
 
 impl SshConnector {
     pub fn new(opts: SshOptions) -> Self {
-        let config = client::Config {
-            keepalive_interval: Some(opts.keepalive),
-            keepalive_max: 3,
-            inactivity_timeout: None,
-            nodelay: true,
-            ..Default::default()
-        };
         SshConnector {
-            config: Arc::new(config),
+            config: Arc::new(base_config(opts.keepalive)),
             opts,
         }
+    }
+}
+
+/// The client settings every connection starts from.
+fn base_config(keepalive: Duration) -> client::Config {
+    client::Config {
+        keepalive_interval: Some(keepalive),
+        keepalive_max: 3,
+        inactivity_timeout: None,
+        nodelay: true,
+        ..Default::default()
     }
 }
 
@@ -164,6 +174,36 @@ impl Connector for SshConnector {
 }
 
 impl SshConnector {
+    /// The shared config, unless known_hosts records key types for this
+    /// host that are not our first choice: then those are asked for first.
+    fn config_for(&self, node: &Node) -> Arc<client::Config> {
+        if node.host_key.is_some() {
+            return self.config.clone();
+        }
+        let recorded = self
+            .opts
+            .known_hosts
+            .recorded_algorithms(&node.host, node.port);
+        let same_kind = |a: &Algorithm, b: &Algorithm| {
+            a == b || (matches!(a, Algorithm::Rsa { .. }) && matches!(b, Algorithm::Rsa { .. }))
+        };
+        let preferred = &self.config.preferred.key;
+        if recorded.is_empty()
+            || preferred
+                .first()
+                .is_some_and(|p| recorded.iter().any(|r| same_kind(p, r)))
+        {
+            return self.config.clone();
+        }
+        let (first, rest): (Vec<Algorithm>, Vec<Algorithm>) = preferred
+            .iter()
+            .cloned()
+            .partition(|p| recorded.iter().any(|r| same_kind(p, r)));
+        let mut config = base_config(self.opts.keepalive);
+        config.preferred.key = first.into_iter().chain(rest).collect::<Vec<_>>().into();
+        Arc::new(config)
+    }
+
     async fn connect_inner(&self, node: &Node) -> Result<SshSession, ConnectError> {
         let addr = known_hosts::host_port(&node.host, node.port);
         let sockets: Vec<_> = tokio::net::lookup_host((node.host.as_str(), node.port))
@@ -208,7 +248,8 @@ impl SshConnector {
             accept_new: self.opts.accept_new_host_keys,
             refusal: refusal.clone(),
         };
-        let mut handle = match client::connect_stream(self.config.clone(), stream, verifier).await {
+        let mut handle = match client::connect_stream(self.config_for(node), stream, verifier).await
+        {
             Ok(h) => h,
             Err(e) => {
                 let stored = refusal.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -307,7 +348,7 @@ impl Session for SshSession {
             .map_err(lost)?;
         ch.data(&req.stdin[..]).await.map_err(lost)?;
         ch.eof().await.map_err(lost)?;
-        let mut out = Collector::new(req.output_cap);
+        let mut out = Collector::new(req.output_cap, req.sudo);
         let mut deadline = req.timeout.map(|t| Instant::now() + t);
         let mut kills = 0u8;
         loop {
@@ -385,7 +426,7 @@ impl SshSession {
         let _ = ch.signal(sig).await;
         tracing::debug!("ending remote pid {:?} with {name}", out.pid);
         if let Some(pid) = out.pid {
-            self.kill_group(pid, name).await;
+            self.kill_group(pid, name, out.sudo).await;
         }
         *kills += 1;
         true
@@ -403,7 +444,7 @@ impl SshSession {
 
     /// Signals the process group of `pid` from a fresh channel. The group is
     /// read from /proc (or ps) so it is right whatever the login shell did.
-    async fn kill_group(&self, pid: u32, sig: &str) {
+    async fn kill_group(&self, pid: u32, sig: &str, sudo: bool) {
         let script = format!(
             "g=$(sed 's/.*) //' /proc/{pid}/stat 2>/dev/null | cut -d' ' -f3)\n\
              [ -n \"$g\" ] || g=$(ps -o pgid= -p {pid} 2>/dev/null | tr -d ' ')\n\
@@ -413,7 +454,9 @@ impl SshSession {
         let Ok(mut ch) = self.open_channel().await else {
             return;
         };
-        if ch.exec(true, "sh -s").await.is_err() {
+        // A `sudo` step runs as root: only root may signal it.
+        let shell = if sudo { "sudo -n sh -s" } else { "sh -s" };
+        if ch.exec(true, shell).await.is_err() {
             return;
         }
         let _ = ch.data(script.as_bytes()).await;
@@ -435,7 +478,7 @@ impl SshSession {
 /// The exec line: report the shell's pid on stderr's first line (so a
 /// timeout can end its process group), then read the script from stdin.
 fn remote_command(req: &ExecRequest) -> String {
-    let inner = format!("echo \"$$\" >&2; exec {}", req.shell_command());
+    let inner = format!("echo \"{PID_MARKER}$$\" >&2; exec {}", req.shell_command());
     format!("sh -c {}", crate::template::shell_quote(&inner))
 }
 
@@ -444,9 +487,12 @@ struct Collector {
     cap: usize,
     stdout: Captured,
     stderr: Captured,
-    /// The remote shell's pid, from the first line of stderr.
+    /// The remote shell's pid, from its `__FLEETFIX_PID=` stderr line.
     pid: Option<u32>,
+    /// Stderr held back until the pid line is seen (`None` once it was).
     pid_line: Option<Vec<u8>>,
+    /// The command runs under sudo, so ending it needs sudo too.
+    sudo: bool,
     code: Option<i32>,
     signal: Option<String>,
     timed_out: bool,
@@ -454,9 +500,10 @@ struct Collector {
 }
 
 impl Collector {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, sudo: bool) -> Self {
         Collector {
             cap,
+            sudo,
             stdout: Captured::default(),
             stderr: Captured::default(),
             pid: None,
@@ -468,28 +515,38 @@ impl Collector {
         }
     }
 
-    /// Stderr bytes: the first line is our pid marker, the rest the command's.
+    /// Stderr bytes: the pid line is ours and taken out; the rest (login
+    /// script noise before it included) is the command's.
     fn stderr_data(&mut self, data: &[u8]) {
-        let Some(line) = &mut self.pid_line else {
+        let Some(held) = &mut self.pid_line else {
             self.stderr.push(data, self.cap);
             return;
         };
-        match data.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                line.extend_from_slice(&data[..i]);
-                self.pid = std::str::from_utf8(line)
+        held.extend_from_slice(data);
+        let marker = PID_MARKER.as_bytes();
+        while let Some(nl) = held.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = held.drain(..=nl).collect();
+            if let Some(rest) = line.strip_prefix(marker) {
+                self.pid = std::str::from_utf8(rest)
                     .ok()
                     .and_then(|s| s.trim().parse().ok());
+                let after = std::mem::take(held);
                 self.pid_line = None;
-                self.stderr.push(&data[i + 1..], self.cap);
+                self.stderr.push(&after, self.cap);
+                return;
             }
-            None => line.extend_from_slice(data),
+            self.stderr.push(&line, self.cap);
+        }
+        if held.len() > PID_SEARCH_LIMIT {
+            let rest = std::mem::take(held);
+            self.pid_line = None;
+            self.stderr.push(&rest, self.cap);
         }
     }
 
     fn finish(mut self) -> ExecOutput {
         if let Some(partial) = self.pid_line.take() {
-            // No newline ever came: it was not our marker after all.
+            // Output with no pid line at all (or its unfinished tail).
             let cap = self.cap;
             self.stderr.push(&partial, cap);
         }
@@ -512,4 +569,33 @@ impl Collector {
 pub fn default_known_hosts_path() -> PathBuf {
     let home = std::env::var_os("HOME").unwrap_or_default();
     PathBuf::from(home).join(".ssh").join("known_hosts")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pid_line_is_found_after_login_noise_and_taken_out() {
+        let mut c = Collector::new(1024, false);
+        c.stderr_data(b"motd noise\n__FLEETFIX_");
+        c.stderr_data(b"PID=4242\nreal error\n");
+        c.stderr_data(b"more\n");
+        assert_eq!(c.pid, Some(4242));
+        assert_eq!(
+            String::from_utf8_lossy(&c.stderr.bytes),
+            "motd noise\nreal error\nmore\n"
+        );
+    }
+
+    #[test]
+    fn stderr_without_a_pid_line_is_kept_whole() {
+        let mut c = Collector::new(1024, false);
+        c.stderr_data(b"no newline at all");
+        let out = c.finish();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr.bytes),
+            "no newline at all"
+        );
+    }
 }

@@ -24,7 +24,8 @@ pub enum Verdict {
     Trusted,
     /// Unknown host: no key of any type recorded.
     Unknown,
-    /// A different key of the same type is recorded, at `line`.
+    /// Other keys are recorded for this host, the first at `line`; the one
+    /// presented is not among them (of the same type or another).
     Changed { line: usize },
     /// The key is marked `@revoked`.
     Revoked { line: usize },
@@ -75,7 +76,8 @@ impl KnownHosts {
     pub fn verify(&self, host: &str, port: u16, key: &PublicKey) -> Verdict {
         let name = host_port(host, port);
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let mut verdict = Verdict::Unknown;
+        let mut trusted = false;
+        let mut other: Option<usize> = None;
         for (line, entry) in entries.iter() {
             if !patterns_match(entry.host_patterns(), &name) {
                 continue;
@@ -84,16 +86,34 @@ impl KnownHosts {
             match entry.marker() {
                 Some(Marker::Revoked) if same_key => return Verdict::Revoked { line: *line },
                 Some(_) => continue,
-                None if same_key => verdict = Verdict::Trusted,
-                None if entry.public_key().algorithm() == key.algorithm()
-                    && verdict == Verdict::Unknown =>
-                {
-                    verdict = Verdict::Changed { line: *line }
-                }
-                None => {}
+                None if same_key => trusted = true,
+                None => other = other.or(Some(*line)),
             }
         }
-        verdict
+        // A known host presenting a key of a type we never recorded is not a
+        // new host: trust-on-first-use must not learn it (OpenSSH refuses too).
+        match (trusted, other) {
+            (true, _) => Verdict::Trusted,
+            (false, Some(line)) => Verdict::Changed { line },
+            (false, None) => Verdict::Unknown,
+        }
+    }
+
+    /// The key types recorded for a host, so the handshake can ask for one
+    /// of them first (as OpenSSH does) instead of a type never recorded.
+    pub fn recorded_algorithms(&self, host: &str, port: u16) -> Vec<russh::keys::Algorithm> {
+        let name = host_port(host, port);
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for (_, e) in entries.iter() {
+            if e.marker().is_none() && patterns_match(e.host_patterns(), &name) {
+                let a = e.public_key().algorithm();
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+        out
     }
 
     /// Appends `host:port key` to the file and remembers it for this run.
