@@ -206,6 +206,12 @@ pub enum Event {
         error: Option<String>,
         duration_ms: u64,
     },
+    /// Ctrl-C (or SIGTERM): no new work; `kill` is false during the grace
+    /// period and true once running commands are being ended.
+    Interrupted {
+        grace_secs: u64,
+        kill: bool,
+    },
     RunFinished {
         summary: Summary,
     },

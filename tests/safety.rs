@@ -148,7 +148,16 @@ fn sigint_ends_the_run_within_12s_with_summary_and_journal() {
         "no summary: {}",
         out.dump()
     );
-    assert!(out.stderr.contains("interrupted"), "{}", out.dump());
+    assert!(
+        out.stdout
+            .contains("interrupted: no new node or step starts"),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        journal_has_interrupt(&fleet),
+        "the interrupt is not in the journal"
+    );
     let journal = journals(&fleet).pop().expect("journal");
     let last = journal.last().expect("events");
     assert_eq!(journals(&fleet).len(), 1);
@@ -165,6 +174,13 @@ fn sigint_ends_the_run_within_12s_with_summary_and_journal() {
         "sleep survived: {}",
         check.dump()
     );
+}
+
+fn journal_has_interrupt(fleet: &Fleet) -> bool {
+    journals(fleet)
+        .iter()
+        .flatten()
+        .any(|e| e["event"] == "interrupted")
 }
 
 #[test]

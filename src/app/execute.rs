@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::prepare;
 use crate::cli::{Common, Connection, OutputFormat, Outputs, Progress};
 use crate::error::Error;
+use crate::events::{Event, EventSink};
 use crate::executor::{self, Control, ExecOptions};
 use crate::job::Job;
 use crate::output::journal::Journal;
@@ -99,13 +100,16 @@ pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<i32, Error> {
         }
         let (sink, writer) = output::spawn(job.masker.clone(), writers);
         let control = Control::default();
-        tokio::spawn(handle_signals(control.clone()));
+        let signals = tokio::spawn(handle_signals(control.clone(), sink.clone()));
         let opts = ExecOptions {
             check: args.check,
             control,
             ..ExecOptions::default()
         };
         let summary = executor::run(job.clone(), connector, sink, opts).await;
+        // The signal task holds a sender too: the writers finish once it is gone.
+        signals.abort();
+        let _ = signals.await;
         let _ = writer.join();
         Ok(summary.exit_code)
     })
@@ -165,7 +169,7 @@ fn confirmed(job: &Job, args: &RunArgs<'_>) -> Result<bool, Error> {
 
 /// Ctrl-C (or SIGTERM): no new work, 10 s for running commands, then they
 /// are ended; a second signal ends the process at once.
-async fn handle_signals(control: Control) {
+async fn handle_signals(control: Control, events: EventSink) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -177,10 +181,10 @@ async fn handle_signals(control: Control) {
         _ = int.recv() => {}
         _ = term.recv() => {}
     }
-    eprintln!(
-        "\ninterrupted: no new node or step starts; running commands get {}s (interrupt again to end now)",
-        GRACE.as_secs()
-    );
+    events.emit(Event::Interrupted {
+        grace_secs: GRACE.as_secs(),
+        kill: false,
+    });
     control.interrupt.cancel();
     let ended_at_once = tokio::select! {
         _ = tokio::time::sleep(GRACE) => false,
@@ -188,6 +192,10 @@ async fn handle_signals(control: Control) {
         _ = term.recv() => true,
     };
     if !ended_at_once {
+        events.emit(Event::Interrupted {
+            grace_secs: GRACE.as_secs(),
+            kill: true,
+        });
         control.kill.cancel();
         tokio::select! {
             _ = int.recv() => {}

@@ -96,8 +96,7 @@ impl<C: Connector> NodeRun<'_, C> {
         let interrupt = &self.shared.opts.control.interrupt;
         let mut changed = false;
         let mut failed: Option<String> = None;
-        let mut ran = 0;
-        for r in job.step_refs(false) {
+        for (ran, r) in job.step_refs(false).enumerate() {
             if interrupt.is_cancelled() {
                 let status = if ran == 0 {
                     NodeStatus::NotRun
@@ -110,7 +109,6 @@ impl<C: Connector> NodeRun<'_, C> {
                     error: Some(error),
                 };
             }
-            ran += 1;
             match self.step(r, vars).await {
                 StepEnd::Lost(msg) => {
                     return NodeEnd {

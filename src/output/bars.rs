@@ -161,6 +161,11 @@ impl Reporter for Bars {
                 }
                 self.overall_msg();
             }
+            Event::Interrupted { grace_secs, kill } => {
+                let _ = self
+                    .multi
+                    .println(super::interrupted_line(*grace_secs, *kill));
+            }
             Event::RunFinished { .. } => {
                 for (_, bar) in self.lines.drain() {
                     bar.finish_and_clear();

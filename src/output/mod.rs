@@ -64,3 +64,15 @@ pub fn human_duration(ms: u64) -> String {
         format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
     }
 }
+
+/// What an interrupt means, for people.
+pub fn interrupted_line(grace_secs: u64, kill: bool) -> String {
+    if kill {
+        format!("interrupted: {grace_secs}s passed; ending running commands (their process groups)")
+    } else {
+        format!(
+            "interrupted: no new node or step starts; running commands get {grace_secs}s \
+             (interrupt again to end now)"
+        )
+    }
+}

@@ -41,6 +41,9 @@ impl Reporter for PlainLines {
                 error: Some(err),
                 ..
             } if status.as_str() == "unreachable" => writeln!(out, "{node} unreachable: {err}"),
+            Event::Interrupted { grace_secs, kill } => {
+                writeln!(out, "{}", super::interrupted_line(*grace_secs, *kill))
+            }
             Event::BatchStarted {
                 batch,
                 batches,
@@ -94,6 +97,9 @@ impl Reporter for ExecGrouped {
                 ..
             } if status.as_str() == "unreachable" => {
                 let _ = writeln!(out, "── {node} (unreachable) ──\n{err}");
+            }
+            Event::Interrupted { grace_secs, kill } => {
+                let _ = writeln!(out, "{}", super::interrupted_line(*grace_secs, *kill));
             }
             _ => {}
         }

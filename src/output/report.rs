@@ -349,7 +349,6 @@ pub(crate) mod tests {
                     duration_ms: 9000,
                     stopped: Some("gate `endpoint` failed".into()),
                     check: false,
-                    ..Default::default()
                 },
             },
         ]
