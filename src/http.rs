@@ -4,6 +4,22 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+use crate::ssh::{Session, SessionError};
+
+/// Why a request got no response.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendError {
+    /// The node's SSH connection died (`via = "ssh"`): the node is unreachable.
+    #[error("{0}")]
+    Lost(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// A rendered request.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -113,7 +129,11 @@ impl Clients {
     }
 
     /// Sends `req`; the body is read up to `cap` bytes.
-    pub async fn send(&self, req: &Request, cap: usize) -> Result<Response, String> {
+    pub async fn send(&self, req: &Request, cap: usize) -> Result<Response, SendError> {
+        self.send_inner(req, cap).await.map_err(SendError::Failed)
+    }
+
+    async fn send_inner(&self, req: &Request, cap: usize) -> Result<Response, String> {
         let client = if req.insecure_tls {
             &self.insecure
         } else {
@@ -153,6 +173,112 @@ impl Clients {
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
         })
+    }
+}
+
+/// Sends `req` through a direct-tcpip channel of the node's SSH connection,
+/// so `127.0.0.1` in the URL is the node itself. HTTP/1.1.
+pub async fn send_via<S: Session>(
+    session: &S,
+    req: &Request,
+    cap: usize,
+) -> Result<Response, SendError> {
+    let fail = SendError::Failed;
+    let url = reqwest::Url::parse(&req.url)
+        .map_err(|e| fail(format!("`{}` is not a URL: {e}", req.url)))?;
+    if url.scheme() != "http" {
+        return Err(fail(format!(
+            "{}: only http:// URLs go through SSH so far; use via = \"runner\" for https",
+            req.url
+        )));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| fail(format!("{}: no host", req.url)))?
+        .to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let work = async {
+        let stream = session.tunnel(&host, port).await.map_err(|e| match e {
+            SessionError::Lost(m) => SendError::Lost(m),
+            SessionError::Refused(m) => {
+                fail(format!("the node could not connect to {host}:{port}: {m}"))
+            }
+        })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| {
+                fail(format!(
+                    "HTTP handshake with {host}:{port} through SSH failed: {e}"
+                ))
+            })?;
+        tokio::spawn(conn);
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        let mut builder = hyper::Request::builder()
+            .method(req.method.as_str())
+            .uri(path)
+            .header(hyper::header::HOST, host_header(&url));
+        for (k, v) in &req.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        let body = Full::new(Bytes::from(req.body.clone().unwrap_or_default()));
+        let request = builder
+            .body(body)
+            .map_err(|e| fail(format!("bad request: {e}")))?;
+        let resp = sender.send_request(request).await.map_err(|e| {
+            fail(format!(
+                "{} {} through SSH failed: {e}",
+                req.method, req.url
+            ))
+        })?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut body = resp.into_body();
+        let mut kept = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| fail(format!("reading the body: {e}")))?;
+            if let Some(data) = frame.data_ref() {
+                let room = cap.saturating_sub(kept.len());
+                kept.extend_from_slice(&data[..room.min(data.len())]);
+                if kept.len() >= cap {
+                    break;
+                }
+            }
+        }
+        Ok(Response {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&kept).into_owned(),
+        })
+    };
+    match tokio::time::timeout(req.timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(fail(format!(
+            "{} {} through SSH timed out after {:.1}s",
+            req.method,
+            req.url,
+            req.timeout.as_secs_f64()
+        ))),
+    }
+}
+
+/// `host` or `host:port` as the Host header wants it.
+fn host_header(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
     }
 }
 

@@ -10,7 +10,7 @@ use regex::{Regex, RegexBuilder};
 use crate::error::Error;
 use crate::http;
 use crate::inventory::{Inventory, Node};
-use crate::playbook::{Expect, GateCheck, Playbook, Step, Text};
+use crate::playbook::{Action, Expect, GateCheck, HttpSpec, Playbook, Step, Text};
 use crate::secrets::{self, Masker};
 use crate::select;
 use crate::template::{self, Mode, Templates};
@@ -40,7 +40,12 @@ pub struct JobOptions {
 /// A step's templates rendered for one node.
 #[derive(Debug, Clone)]
 pub struct RenderedStep {
+    /// The script of a run/local step (empty for http).
     pub script: String,
+    /// The request of an http step.
+    pub http: Option<http::Request>,
+    /// The HTTP expectations of an http step.
+    pub http_expect: http::Expect,
     pub unless: Option<String>,
     pub env: Vec<(String, String)>,
     pub expect: RenderedExpect,
@@ -194,7 +199,16 @@ impl Job {
                 .render(&key(field), mode, &ctx)
                 .map_err(|e| template::error_at(&self.playbook.source, t, &e, what))
         };
-        let script = text("script", step.action.script(), Mode::Shell, "the script")?;
+        let script = match step.action.script() {
+            Some(sc) => text("script", sc, Mode::Shell, "the script")?,
+            None => String::new(),
+        };
+        let http = match &step.action {
+            Action::Http { spec, .. } => {
+                Some(self.render_request(&key(""), spec, step.timeout, &ctx)?)
+            }
+            _ => None,
+        };
         let unless = match &step.unless {
             Some(u) => Some(text("unless", u, Mode::Shell, "`unless`")?),
             None => None,
@@ -206,9 +220,11 @@ impl Job {
                 text(&format!("env.{name}"), value, Mode::Text, "`env`")?,
             ));
         }
-        let (expect, _) = self.render_expect(&key(""), &step.expect, &ctx)?;
+        let (expect, http_expect) = self.render_expect(&key(""), &step.expect, &ctx)?;
         Ok(RenderedStep {
             script,
+            http,
+            http_expect,
             unless,
             env,
             expect,
@@ -251,6 +267,37 @@ impl Job {
         };
         let expect = self.render_expect(&format!("g{i}"), &gate.expect, &ctx)?;
         Ok(RenderedGate { check, expect })
+    }
+
+    /// Renders a request whose templates are registered under `prefix`.
+    fn render_request(
+        &self,
+        prefix: &str,
+        h: &HttpSpec,
+        fallback_timeout: Option<std::time::Duration>,
+        ctx: &Value,
+    ) -> Result<http::Request, Error> {
+        let src = &self.playbook.source;
+        let text = |field: &str, t: &Text| {
+            self.templates
+                .render(&format!("{prefix}.{field}"), Mode::Text, ctx)
+                .map_err(|e| template::error_at(src, t, &e, "an HTTP request"))
+        };
+        let mut headers = Vec::new();
+        for (k, v) in &h.headers {
+            headers.push((k.clone(), text(&format!("header.{k}"), v)?));
+        }
+        Ok(http::Request {
+            method: h.method.clone(),
+            url: text("url", &h.url)?,
+            headers,
+            body: h.body.as_ref().map(|b| text("body", b)).transpose()?,
+            insecure_tls: h.insecure_tls,
+            timeout: h
+                .timeout
+                .or(fallback_timeout)
+                .unwrap_or(DEFAULT_HTTP_TIMEOUT),
+        })
     }
 
     /// Renders the expectation templates registered under `prefix`.
@@ -355,12 +402,14 @@ impl Job {
     }
 }
 
+/// The template name of a step's field; an empty field gives the prefix.
 fn key(r: StepRef, field: &str) -> String {
-    format!(
-        "{}{}.{field}",
-        if r.on_failure { "f" } else { "s" },
-        r.index
-    )
+    let prefix = format!("{}{}", if r.on_failure { "f" } else { "s" }, r.index);
+    if field.is_empty() {
+        prefix
+    } else {
+        format!("{prefix}.{field}")
+    }
 }
 
 /// Compiles every template of the playbook once.
@@ -390,7 +439,18 @@ fn compile(pb: &Playbook) -> Result<Templates, Error> {
             t.add(&key(r, field), mode, &text.text)
                 .map_err(|e| template::error_at(src, text, &e, "a template"))
         };
-        add("script", step.action.script(), Mode::Shell)?;
+        if let Some(script) = step.action.script() {
+            add("script", script, Mode::Shell)?;
+        }
+        if let Action::Http { spec, .. } = &step.action {
+            add("url", &spec.url, Mode::Text)?;
+            for (k, v) in &spec.headers {
+                add(&format!("header.{k}"), v, Mode::Text)?;
+            }
+            if let Some(b) = &spec.body {
+                add("body", b, Mode::Text)?;
+            }
+        }
         if let Some(u) = &step.unless {
             add("unless", u, Mode::Shell)?;
         }
@@ -410,19 +470,28 @@ fn compile(pb: &Playbook) -> Result<Templates, Error> {
         };
         match &gate.check {
             GateCheck::Local { script, .. } => add("script", script, Mode::Shell)?,
-            GateCheck::Http(h) => {
-                add("url", &h.url, Mode::Text)?;
-                for (k, v) in &h.headers {
-                    add(&format!("header.{k}"), v, Mode::Text)?;
-                }
-                if let Some(b) = &h.body {
-                    add("body", b, Mode::Text)?;
-                }
-            }
+            GateCheck::Http(h) => add_request(&mut t, src, &format!("g{i}"), h)?,
         }
         add_expect(&mut t, src, &format!("g{i}"), &gate.expect)?;
     }
     Ok(t)
+}
+
+/// Registers a request's templates under `{prefix}.url|header.*|body`.
+fn add_request(
+    t: &mut Templates,
+    src: &crate::error::SourceFile,
+    prefix: &str,
+    h: &HttpSpec,
+) -> Result<(), Error> {
+    let mut fields: Vec<(String, &Text)> = vec![("url".to_string(), &h.url)];
+    fields.extend(h.headers.iter().map(|(k, v)| (format!("header.{k}"), v)));
+    fields.extend(h.body.as_ref().map(|b| ("body".to_string(), b)));
+    for (field, text) in fields {
+        t.add(&format!("{prefix}.{field}"), Mode::Text, &text.text)
+            .map_err(|e| template::error_at(src, text, &e, "an HTTP request"))?;
+    }
+    Ok(())
 }
 
 /// Registers an expectation's templates under `{prefix}.expect.*`.
@@ -485,7 +554,7 @@ fn check_captures(pb: &Playbook, layers: &Layers<'_>, nodes: &[Node]) -> Result<
 fn quote_warnings(pb: &Playbook) -> Vec<String> {
     let mut out = Vec::new();
     for (step, _) in pb.all_steps() {
-        let mut texts = vec![step.action.script()];
+        let mut texts: Vec<&Text> = step.action.script().into_iter().collect();
         texts.extend(step.unless.as_ref());
         for text in texts {
             for (line, col) in template::quoted_insertions(&text.text) {

@@ -133,10 +133,13 @@ struct RawStep {
     name: Option<String>,
     run: Option<Spanned<String>>,
     local: Option<Spanned<String>>,
+    http: Option<Spanned<RawHttp>>,
     shell: Option<String>,
     when: Option<Spanned<String>>,
     unless: Option<Spanned<String>>,
     capture: Option<Spanned<String>>,
+    /// For http steps: capture this response header instead of the body.
+    capture_header: Option<Spanned<String>>,
     #[serde(default = "no_expect")]
     expect: Spanned<RawExpect>,
     #[serde(default = "no_retries")]
@@ -175,12 +178,22 @@ pub enum Action {
     Run { script: Text, shell: String },
     /// A script run by `shell` on the runner, once per node.
     Local { script: Text, shell: String },
+    /// An HTTP request, from the runner or tunnelled through the node's
+    /// SSH connection (`via = "ssh"`: 127.0.0.1 is the node itself).
+    Http {
+        spec: HttpSpec,
+        via_ssh: bool,
+        /// Capture this header's value instead of the body.
+        capture_header: Option<String>,
+    },
 }
 
 impl Action {
-    pub fn script(&self) -> &Text {
+    /// The shell script of a run/local step.
+    pub fn script(&self) -> Option<&Text> {
         match self {
-            Action::Run { script, .. } | Action::Local { script, .. } => script,
+            Action::Run { script, .. } | Action::Local { script, .. } => Some(script),
+            Action::Http { .. } => None,
         }
     }
 }
@@ -381,47 +394,66 @@ fn convert_step(
     let raw = spanned.get_ref();
     let here = || source.locate(spanned.span());
     let shell = raw.shell.clone().unwrap_or_else(|| "sh".to_string());
-    let action = match (&raw.run, &raw.local) {
-        (Some(run), None) => Action::Run {
+    let kinds = [raw.run.is_some(), raw.local.is_some(), raw.http.is_some()];
+    let action = match (&raw.run, &raw.local, &raw.http) {
+        (Some(run), None, None) => Action::Run {
             script: run.into(),
             shell,
         },
-        (None, Some(local)) => Action::Local {
+        (None, Some(local), None) => Action::Local {
             script: local.into(),
             shell,
         },
-        (None, None) => {
+        (None, None, Some(http)) => convert_http_step(source, raw, http)?,
+        _ => {
+            let what = if kinds.iter().any(|k| *k) {
+                "more than one action"
+            } else {
+                "no action"
+            };
             return Err(Error::at(
                 here(),
-                "step has no action",
-                "give the step exactly one of `run` or `local`",
-            ));
-        }
-        (Some(_), Some(_)) => {
-            return Err(Error::at(
-                here(),
-                "step has more than one action",
-                "give the step exactly one of `run` or `local`; split it in two steps",
+                format!("step has {what}"),
+                "give the step exactly one of `run`, `local` or `http`; split it in two steps",
             ));
         }
     };
-    let name = raw
-        .name
-        .clone()
-        .unwrap_or_else(|| default_name(index, &action.script().text));
+    let name = raw.name.clone().unwrap_or_else(|| match &action {
+        Action::Http { spec, .. } => format!("{} {}", spec.method, spec.url.text),
+        a => default_name(index, a.script().map(|t| t.text.as_str()).unwrap_or("")),
+    });
     let duration = |v: &Option<Spanned<String>>| -> Result<Option<Duration>, Error> {
         v.as_ref()
             .map(|d| toml_source::duration(source, d))
             .transpose()
     };
-    if raw.expect.get_ref().has_http_checks() {
+    let is_http = matches!(action, Action::Http { .. });
+    let e = raw.expect.get_ref();
+    if !is_http && e.has_http_checks() {
         return Err(Error::at(
             source.locate(raw.expect.span()),
             "status, headers and body checks belong to http steps",
             "for a command, expect `exit`, `stdout_contains`, `stdout_regex` or `stderr_not_contains`",
         ));
     }
-    let expect = convert_expect(source, &raw.expect)?;
+    if is_http && e.has_command_checks() {
+        return Err(Error::at(
+            source.locate(raw.expect.span()),
+            "exit and stdout checks belong to commands, not HTTP",
+            "expect `status`, `headers`, `body_contains` or `body_not_contains`",
+        ));
+    }
+    if let (true, Some(u)) = (is_http, &raw.unless) {
+        return Err(Error::at(
+            source.locate(u.span()),
+            "`unless` runs a command; an http step has none",
+            "guard the step with `when`, or check in a run step first",
+        ));
+    }
+    let mut expect = convert_expect(source, &raw.expect)?;
+    if is_http && expect.status.is_empty() {
+        expect.status = (200..400).collect();
+    }
     if let Some(capture) = &raw.capture {
         check_identifier(source, capture)?;
     }
@@ -441,9 +473,43 @@ fn convert_step(
             .iter()
             .map(|(k, v)| (k.clone(), Text::from(v)))
             .collect(),
-        changes: raw.changes.unwrap_or(true),
+        changes: raw.changes.unwrap_or(!is_http),
         ignore_failure: raw.ignore_failure,
         span: spanned.span(),
+    })
+}
+
+fn convert_http_step(
+    source: &SourceFile,
+    raw: &RawStep,
+    http: &Spanned<RawHttp>,
+) -> Result<Action, Error> {
+    let h = http.get_ref();
+    let via_ssh = match h.via.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+        None | Some(("runner", _)) => false,
+        Some(("ssh", _)) => true,
+        Some((other, span)) => {
+            return Err(Error::at(
+                source.locate(span),
+                format!("via = \"{other}\" is neither \"runner\" nor \"ssh\""),
+                "\"runner\" sends from this machine; \"ssh\" tunnels through the node's connection",
+            ));
+        }
+    };
+    if let (Some(c), None) = (&raw.capture_header, &raw.capture) {
+        return Err(Error::at(
+            source.locate(c.span()),
+            "capture_header needs `capture` to name the variable",
+            "add capture = \"NAME\"",
+        ));
+    }
+    Ok(Action::Http {
+        spec: convert_http(source, h)?,
+        via_ssh,
+        capture_header: raw
+            .capture_header
+            .as_ref()
+            .map(|c| c.get_ref().to_ascii_lowercase()),
     })
 }
 
@@ -721,6 +787,9 @@ mod tests {
     #[test]
     fn ad_hoc_playbook_carries_the_command() {
         let pb = Playbook::ad_hoc("echo \"hi\" '$x'");
-        assert_eq!(pb.steps[0].action.script().text, "echo \"hi\" '$x'");
+        assert_eq!(
+            pb.steps[0].action.script().map(|t| t.text.as_str()),
+            Some("echo \"hi\" '$x'")
+        );
     }
 }

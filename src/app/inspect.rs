@@ -52,9 +52,12 @@ pub(super) fn plan(path: &Path, common: &Common) -> Result<i32, Error> {
 fn plan_step(job: &Job, r: StepRef, vars: &mut vars::Vars, out: &mut String) -> Result<(), Error> {
     let step = job.step(r);
     let rendered = job.render(r, vars)?;
+    let sh = String::from("sh");
     let (kind, shell) = match &step.action {
         Action::Run { shell, .. } => ("run", shell),
         Action::Local { shell, .. } => ("local", shell),
+        Action::Http { via_ssh: true, .. } => ("http via ssh", &sh),
+        Action::Http { .. } => ("http", &sh),
     };
     let label = if r.on_failure { "on_failure" } else { "step" };
     out.push_str(&format!(
@@ -77,6 +80,12 @@ fn plan_step(job: &Job, r: StepRef, vars: &mut vars::Vars, out: &mut String) -> 
     }
     for (k, v) in &rendered.env {
         out.push_str(&format!("   env {k}={v}\n"));
+    }
+    if let Some(req) = &rendered.http {
+        out.push_str(&format!("   {} {}\n", req.method, req.url));
+        for (k, v) in &req.headers {
+            out.push_str(&format!("   {k}: {v}\n"));
+        }
     }
     for line in rendered.script.trim_end().lines() {
         out.push_str(&format!("   | {line}\n"));

@@ -101,7 +101,7 @@ async fn once<C: Connector>(
             Ok(resp) => http_expect
                 .check(&resp)
                 .map(|why| format!("{why}\n{}", resp.describe())),
-            Err(e) => Some(e),
+            Err(e) => Some(e.to_string()),
         },
     }
 }

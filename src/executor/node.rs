@@ -240,10 +240,7 @@ impl<C: Connector> NodeRun<'_, C> {
                 attempt,
                 on_failure: r.on_failure,
             });
-            let out = match self
-                .exec(r, &rendered.script, &rendered.env, step.timeout)
-                .await
-            {
+            let out = match self.attempt(r, &rendered).await {
                 Ok(out) => out,
                 Err(SessionError::Lost(m)) => {
                     result.error = Some(m.clone());
@@ -251,10 +248,10 @@ impl<C: Connector> NodeRun<'_, C> {
                 }
                 Err(e) => return fail(result, e.to_string()),
             };
-            result.exit = out.status.code();
-            result.stdout = out.stdout.text();
-            result.stderr = out.stderr.text();
-            match check(&out, &rendered, step.timeout, step.sudo) {
+            result.exit = out.exit;
+            result.stdout = out.stdout;
+            result.stderr = out.stderr;
+            match out.failure {
                 None => {
                     result.error = None;
                     result.status = if step.changes {
@@ -265,14 +262,14 @@ impl<C: Connector> NodeRun<'_, C> {
                     if let Some(c) = &step.capture {
                         vars.insert(
                             c.get_ref().clone(),
-                            minijinja::Value::from(result.stdout.trim()),
+                            minijinja::Value::from(out.capture.trim()),
                         );
                     }
                     return StepEnd::Done(result.status);
                 }
                 Some(why) => result.error = Some(why),
             }
-            if out.status == ExitStatus::Interrupted {
+            if out.interrupted {
                 break;
             }
             if attempt < attempts {
@@ -287,6 +284,67 @@ impl<C: Connector> NodeRun<'_, C> {
         StepEnd::Done(StepStatus::Failed)
     }
 
+    /// One attempt of the step's action, checked against its expectations.
+    async fn attempt(&self, r: StepRef, rendered: &RenderedStep) -> Result<Attempt, SessionError> {
+        let step = self.shared.job.step(r);
+        let Action::Http {
+            via_ssh,
+            capture_header,
+            ..
+        } = &step.action
+        else {
+            let out = self
+                .exec(r, &rendered.script, &rendered.env, step.timeout)
+                .await?;
+            let stdout = out.stdout.text();
+            return Ok(Attempt {
+                exit: out.status.code(),
+                failure: check(&out, rendered, step.timeout, step.sudo),
+                capture: stdout.clone(),
+                stdout,
+                stderr: out.stderr.text(),
+                interrupted: out.status == ExitStatus::Interrupted,
+            });
+        };
+        let Some(req) = &rendered.http else {
+            return Err(SessionError::Refused(
+                "an http step without a request".into(),
+            ));
+        };
+        let cap = self.shared.opts.output_cap;
+        let kill = &self.shared.opts.control.kill;
+        let sent = async {
+            if *via_ssh {
+                crate::http::send_via(self.session, req, cap).await
+            } else {
+                self.shared.http.send(req, cap).await
+            }
+        };
+        let resp = tokio::select! {
+            r = sent => r,
+            _ = kill.cancelled() => {
+                return Ok(Attempt::failed("interrupted".into(), true));
+            }
+        };
+        let resp = match resp {
+            Ok(resp) => resp,
+            Err(crate::http::SendError::Lost(m)) => return Err(SessionError::Lost(m)),
+            Err(crate::http::SendError::Failed(m)) => return Ok(Attempt::failed(m, false)),
+        };
+        let capture = match capture_header {
+            Some(h) => resp.header(h).unwrap_or_default().to_string(),
+            None => resp.body.clone(),
+        };
+        Ok(Attempt {
+            exit: None,
+            failure: rendered.http_expect.check(&resp),
+            capture,
+            stdout: resp.describe(),
+            stderr: String::new(),
+            interrupted: false,
+        })
+    }
+
     /// Runs a script on the node (or the runner, for `local`).
     async fn exec(
         &self,
@@ -297,11 +355,13 @@ impl<C: Connector> NodeRun<'_, C> {
     ) -> Result<ExecOutput, SessionError> {
         let step = self.shared.job.step(r);
         let (shell, local) = match &step.action {
-            Action::Run { shell, .. } => (shell, false),
-            Action::Local { shell, .. } => (shell, true),
+            Action::Run { shell, .. } => (shell.as_str(), false),
+            Action::Local { shell, .. } => (shell.as_str(), true),
+            // Guards of http steps are refused at load time.
+            Action::Http { .. } => ("sh", true),
         };
         let req = ExecRequest {
-            shell: shell.clone(),
+            shell: shell.to_string(),
             sudo: step.sudo,
             stdin: script_input(script, env).into_bytes(),
             timeout,
@@ -312,6 +372,31 @@ impl<C: Connector> NodeRun<'_, C> {
             local::exec(&req).await
         } else {
             self.session.exec(req).await
+        }
+    }
+}
+
+/// What one attempt produced.
+struct Attempt {
+    exit: Option<i32>,
+    stdout: String,
+    stderr: String,
+    /// Why the attempt fails its expectations, if it does.
+    failure: Option<String>,
+    /// The text a `capture` takes (stdout, a response body or header).
+    capture: String,
+    interrupted: bool,
+}
+
+impl Attempt {
+    fn failed(why: String, interrupted: bool) -> Self {
+        Attempt {
+            exit: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            failure: Some(why),
+            capture: String::new(),
+            interrupted,
         }
     }
 }
@@ -437,6 +522,8 @@ mod tests {
     fn expecting(exit: Vec<i32>) -> RenderedStep {
         RenderedStep {
             script: String::new(),
+            http: None,
+            http_expect: Default::default(),
             unless: None,
             env: Vec::new(),
             expect: RenderedExpect {

@@ -340,6 +340,23 @@ async fn rsa_hash(handle: &Handle<Verifier>, key: &PublicKey) -> Option<HashAlg>
 }
 
 impl Session for SshSession {
+    type Tunnel = russh::ChannelStream<client::Msg>;
+
+    async fn tunnel(&self, host: &str, port: u16) -> Result<Self::Tunnel, SessionError> {
+        let ch = self
+            .handle
+            .channel_open_direct_tcpip(host, port as u32, "127.0.0.1", 0)
+            .await
+            .map_err(|e| {
+                if self.handle.is_closed() {
+                    SessionError::Lost(e.to_string())
+                } else {
+                    SessionError::Refused(e.to_string())
+                }
+            })?;
+        Ok(ch.into_stream())
+    }
+
     async fn exec(&self, req: ExecRequest) -> Result<ExecOutput, SessionError> {
         let lost = |e: russh::Error| SessionError::Lost(e.to_string());
         let mut ch = self.open_channel().await?;

@@ -178,9 +178,16 @@ pub trait Connector: Send + Sync + 'static {
 
 /// One open connection to a node; every step of the node runs through it.
 pub trait Session: Send + Sync + 'static {
+    /// A byte stream to `host:port` as seen from the node (direct-tcpip).
+    type Tunnel: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
     fn exec(
         &self,
         req: ExecRequest,
     ) -> impl Future<Output = Result<ExecOutput, SessionError>> + Send;
+    fn tunnel(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> impl Future<Output = Result<Self::Tunnel, SessionError>> + Send;
     fn close(self) -> impl Future<Output = ()> + Send;
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 pub struct CannedServer {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    /// The head (request line and headers) of every request received.
+    pub requests: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -18,9 +20,14 @@ pub struct CannedServer {
 impl CannedServer {
     /// Serves `status` with `headers` and `body` on 127.0.0.1:random.
     pub fn start(status: u16, headers: &[(&str, &str)], body: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind test HTTP server");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
+        Self::start_after(Duration::ZERO, status, headers, body)
+    }
+
+    /// Like [`start`](Self::start), but the port only accepts after `delay`.
+    pub fn start_after(delay: Duration, status: u16, headers: &[(&str, &str)], body: &str) -> Self {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("bind test HTTP server");
+        let addr = probe.local_addr().expect("addr");
+        drop(probe);
         let mut response = format!(
             "HTTP/1.1 {status} Canned\r\nContent-Length: {}\r\nConnection: close\r\n",
             body.len()
@@ -32,8 +39,12 @@ impl CannedServer {
         response.push_str(body);
         let stop = Arc::new(AtomicBool::new(false));
         let hits = Arc::new(AtomicUsize::new(0));
-        let (stop2, hits2) = (stop.clone(), hits.clone());
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop2, hits2, requests2) = (stop.clone(), hits.clone(), requests.clone());
         let thread = std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            let listener = TcpListener::bind(addr).expect("bind test HTTP server");
+            listener.set_nonblocking(true).expect("nonblocking");
             while !stop2.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((mut s, _)) => {
@@ -48,6 +59,9 @@ impl CannedServer {
                             }
                         }
                         hits2.fetch_add(1, Ordering::SeqCst);
+                        if let Ok(mut r) = requests2.lock() {
+                            r.push(String::from_utf8_lossy(&got).into_owned());
+                        }
                         let _ = s.write_all(response.as_bytes());
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -57,6 +71,7 @@ impl CannedServer {
         CannedServer {
             addr,
             hits,
+            requests,
             stop,
             thread: Some(thread),
         }

@@ -1,0 +1,160 @@
+//! `http` steps against real sshd nodes: from the runner and tunnelled
+//! through the node's SSH connection.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Fleet;
+use common::cli::{Run, fleetfix, playbook, run};
+use common::http::CannedServer;
+use serde_json::Value;
+
+fn run_json(fleet: &Fleet, pb: &std::path::Path) -> Run {
+    let inv = fleet.write_inventory(&[]);
+    run(fleetfix(fleet.dir())
+        .args(["run", "--output", "json", "-i"])
+        .arg(&inv)
+        .arg("--known-hosts")
+        .arg(fleet.known_hosts())
+        .arg(pb))
+}
+
+fn steps(out: &Run) -> Vec<Value> {
+    out.events()
+        .into_iter()
+        .filter(|e| e["event"] == "step_finished")
+        .collect()
+}
+
+#[test]
+fn version_header_from_the_runner_and_through_ssh() {
+    let fleet = Fleet::start(2);
+    let server = CannedServer::start(
+        200,
+        &[
+            ("X-Relay-Version", "0.2.0"),
+            ("Access-Control-Allow-Origin", "*"),
+        ],
+        "relay ok",
+    );
+    let pb = playbook(
+        fleet.dir(),
+        "http.toml",
+        &format!(
+            r#"
+name = "http"
+report_vars = ["served"]
+[vars]
+port = {port}
+expected_version = "0.2.0"
+
+[[steps]]
+name = "direct"
+http = {{ url = "http://127.0.0.1:${{{{ port }}}}/hooks/lib/sources/tmdb.js", headers = {{ "X-Relay-Branch" = "main" }} }}
+expect = {{ status = 200, headers = {{ "x-relay-version" = "${{{{ expected_version }}}}" }}, body_contains = "ok" }}
+
+[[steps]]
+name = "through ssh"
+http = {{ url = "http://127.0.0.1:${{{{ port }}}}/", via = "ssh", method = "HEAD" }}
+expect = {{ status = [200, 204], headers = {{ "X-RELAY-VERSION" = "0.2.0" }} }}
+capture = "served"
+capture_header = "X-Relay-Version"
+
+[[steps]]
+name = "preflight"
+http = {{ url = "http://127.0.0.1:${{{{ port }}}}/", via = "ssh", method = "OPTIONS", headers = {{ Origin = "https://example.org" }} }}
+expect = {{ headers = {{ "access-control-allow-origin" = "*" }}, body_not_contains = "error" }}
+"#,
+            port = server.addr.port()
+        ),
+    );
+    let out = run_json(&fleet, &pb);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let s = steps(&out);
+    assert_eq!(s.len(), 6);
+    assert!(s.iter().all(|e| e["status"] == "ok"), "{s:?}");
+    let finished: Vec<Value> = out
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "node_finished")
+        .collect();
+    assert!(
+        finished.iter().all(|n| n["report"]["served"] == "0.2.0"),
+        "{finished:?}"
+    );
+    let requests = server.requests.lock().expect("requests").clone();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET /hooks/lib/sources/tmdb.js")
+                && r.to_lowercase().contains("x-relay-branch: main"))
+    );
+    assert!(requests.iter().any(|r| r.starts_with("HEAD / ")));
+    assert!(
+        requests.iter().any(|r| r.starts_with("OPTIONS / ")
+            && r.to_lowercase().contains("origin: https://example.org"))
+    );
+}
+
+#[test]
+fn a_header_mismatch_shows_expected_and_actual() {
+    let fleet = Fleet::start(1);
+    let server = CannedServer::start(200, &[("X-Relay-Version", "0.1.0")], "old");
+    let pb = playbook(
+        fleet.dir(),
+        "mismatch.toml",
+        &format!(
+            r#"
+name = "mismatch"
+[[steps]]
+name = "version"
+http = {{ url = "{url}", via = "ssh" }}
+expect = {{ headers = {{ "x-relay-version" = "0.2.0" }} }}
+"#,
+            url = server.url("/")
+        ),
+    );
+    let out = run_json(&fleet, &pb);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    let s = steps(&out);
+    let err = s[0]["error"].as_str().unwrap_or_default();
+    assert!(err.contains("expected `0.2.0`, got `0.1.0`"), "{err}");
+    assert!(
+        s[0]["stdout"]
+            .as_str()
+            .is_some_and(|o| o.contains("HTTP 200")),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn retries_wait_for_a_server_that_comes_up_later() {
+    let fleet = Fleet::start(1);
+    let server = CannedServer::start_after(Duration::from_secs(3), 200, &[], "up");
+    let pb = playbook(
+        fleet.dir(),
+        "later.toml",
+        &format!(
+            r#"
+name = "later"
+[[steps]]
+name = "wait for it"
+http = {{ url = "{url}", via = "ssh", timeout = "1s" }}
+expect = {{ body_contains = "up" }}
+retries = 20
+retry_delay = "500ms"
+"#,
+            url = server.url("/health")
+        ),
+    );
+    let out = run_json(&fleet, &pb);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let s = steps(&out);
+    let attempt = s[0]["attempt"].as_u64().unwrap_or(0);
+    assert!(
+        attempt >= 3,
+        "succeeded too soon (attempt {attempt}): {s:?}"
+    );
+    assert!(s[0]["duration_ms"].as_u64().unwrap_or(0) >= 2500, "{s:?}");
+}
