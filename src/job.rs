@@ -46,6 +46,8 @@ pub struct RenderedStep {
     pub http: Option<http::Request>,
     /// The HTTP expectations of an http step.
     pub http_expect: http::Expect,
+    /// The file of an upload step.
+    pub upload: Option<crate::upload::Rendered>,
     pub unless: Option<String>,
     pub env: Vec<(String, String)>,
     pub expect: RenderedExpect,
@@ -220,11 +222,30 @@ impl Job {
                 text(&format!("env.{name}"), value, Mode::Text, "`env`")?,
             ));
         }
+        let upload = match &step.action {
+            Action::Upload(u) => Some(crate::upload::Rendered {
+                content: match &u.template {
+                    Some(t) => {
+                        text("content", t, Mode::Text, "the uploaded template")?.into_bytes()
+                    }
+                    None => u.content.clone(),
+                },
+                dest: text("dest", &u.dest, Mode::Text, "`dest`")?,
+                mode: u.mode,
+                owner: u
+                    .owner
+                    .as_ref()
+                    .map(|o| text("owner", o, Mode::Text, "`owner`"))
+                    .transpose()?,
+            }),
+            _ => None,
+        };
         let (expect, http_expect) = self.render_expect(&key(""), &step.expect, &ctx)?;
         Ok(RenderedStep {
             script,
             http,
             http_expect,
+            upload,
             unless,
             env,
             expect,
@@ -441,6 +462,15 @@ fn compile(pb: &Playbook) -> Result<Templates, Error> {
         };
         if let Some(script) = step.action.script() {
             add("script", script, Mode::Shell)?;
+        }
+        if let Action::Upload(u) = &step.action {
+            add("dest", &u.dest, Mode::Text)?;
+            if let Some(o) = &u.owner {
+                add("owner", o, Mode::Text)?;
+            }
+            if let Some(t) = &u.template {
+                add("content", t, Mode::Text)?;
+            }
         }
         if let Action::Http { spec, .. } = &step.action {
             add("url", &spec.url, Mode::Text)?;

@@ -23,4 +23,5 @@ pub mod ssh;
 pub mod state;
 pub mod template;
 pub mod toml_source;
+pub mod upload;
 pub mod vars;

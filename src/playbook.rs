@@ -69,6 +69,25 @@ struct RawHttp {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawUpload {
+    src: Spanned<String>,
+    dest: Spanned<String>,
+    mode: Option<Spanned<ModeValue>>,
+    owner: Option<Spanned<String>>,
+    #[serde(default)]
+    template: bool,
+}
+
+/// A file mode: `"0644"` or the TOML integer `0o644`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum ModeValue {
+    Number(i64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawGate {
     name: String,
     http: Option<RawHttp>,
@@ -134,6 +153,7 @@ struct RawStep {
     run: Option<Spanned<String>>,
     local: Option<Spanned<String>>,
     http: Option<Spanned<RawHttp>>,
+    upload: Option<Spanned<RawUpload>>,
     shell: Option<String>,
     when: Option<Spanned<String>>,
     unless: Option<Spanned<String>>,
@@ -178,6 +198,8 @@ pub enum Action {
     Run { script: Text, shell: String },
     /// A script run by `shell` on the runner, once per node.
     Local { script: Text, shell: String },
+    /// A local file copied to `dest` on the node, atomically.
+    Upload(UploadSpec),
     /// An HTTP request, from the runner or tunnelled through the node's
     /// SSH connection (`via = "ssh"`: 127.0.0.1 is the node itself).
     Http {
@@ -193,7 +215,7 @@ impl Action {
     pub fn script(&self) -> Option<&Text> {
         match self {
             Action::Run { script, .. } | Action::Local { script, .. } => Some(script),
-            Action::Http { .. } => None,
+            Action::Http { .. } | Action::Upload(_) => None,
         }
     }
 }
@@ -222,6 +244,18 @@ pub struct HttpSpec {
     pub body: Option<Text>,
     pub insecure_tls: bool,
     pub timeout: Option<Duration>,
+}
+
+/// An `upload` step: the file's bytes are read when the playbook loads.
+#[derive(Debug, Clone)]
+pub struct UploadSpec {
+    pub src: std::path::PathBuf,
+    /// The file content; a template (`template = true`) when `template` is set.
+    pub content: Vec<u8>,
+    pub template: Option<Text>,
+    pub dest: Text,
+    pub mode: Option<u32>,
+    pub owner: Option<Text>,
 }
 
 /// What a gate checks, on the runner.
@@ -394,17 +428,25 @@ fn convert_step(
     let raw = spanned.get_ref();
     let here = || source.locate(spanned.span());
     let shell = raw.shell.clone().unwrap_or_else(|| "sh".to_string());
-    let kinds = [raw.run.is_some(), raw.local.is_some(), raw.http.is_some()];
-    let action = match (&raw.run, &raw.local, &raw.http) {
-        (Some(run), None, None) => Action::Run {
+    let kinds = [
+        raw.run.is_some(),
+        raw.local.is_some(),
+        raw.http.is_some(),
+        raw.upload.is_some(),
+    ];
+    let action = match (&raw.run, &raw.local, &raw.http, &raw.upload) {
+        (Some(run), None, None, None) => Action::Run {
             script: run.into(),
             shell,
         },
-        (None, Some(local), None) => Action::Local {
+        (None, Some(local), None, None) => Action::Local {
             script: local.into(),
             shell,
         },
-        (None, None, Some(http)) => convert_http_step(source, raw, http)?,
+        (None, None, Some(http), None) => convert_http_step(source, raw, http)?,
+        (None, None, None, Some(upload)) => {
+            Action::Upload(convert_upload(source, upload.get_ref())?)
+        }
         _ => {
             let what = if kinds.iter().any(|k| *k) {
                 "more than one action"
@@ -414,12 +456,13 @@ fn convert_step(
             return Err(Error::at(
                 here(),
                 format!("step has {what}"),
-                "give the step exactly one of `run`, `local` or `http`; split it in two steps",
+                "give the step exactly one of `run`, `local`, `http` or `upload`; split it in two steps",
             ));
         }
     };
     let name = raw.name.clone().unwrap_or_else(|| match &action {
         Action::Http { spec, .. } => format!("{} {}", spec.method, spec.url.text),
+        Action::Upload(u) => format!("upload {}", u.dest.text),
         a => default_name(index, a.script().map(|t| t.text.as_str()).unwrap_or("")),
     });
     let duration = |v: &Option<Spanned<String>>| -> Result<Option<Duration>, Error> {
@@ -510,6 +553,64 @@ fn convert_http_step(
             .capture_header
             .as_ref()
             .map(|c| c.get_ref().to_ascii_lowercase()),
+    })
+}
+
+fn convert_upload(source: &SourceFile, raw: &RawUpload) -> Result<UploadSpec, Error> {
+    // `src` is relative to the playbook's own directory.
+    let base = source.path.parent().unwrap_or(std::path::Path::new("."));
+    let src = base.join(toml_source::expand_tilde(raw.src.get_ref()));
+    let content = std::fs::read(&src).map_err(|e| {
+        Error::at(
+            source.locate(raw.src.span()),
+            format!("cannot read upload source {}: {e}", src.display()),
+            "src is relative to the playbook's directory",
+        )
+    })?;
+    let template = if raw.template {
+        let text = String::from_utf8(content.clone()).map_err(|_| {
+            Error::at(
+                source.locate(raw.src.span()),
+                format!(
+                    "{} is not UTF-8 text, so it cannot be a template",
+                    src.display()
+                ),
+                "remove `template = true` to copy it byte for byte",
+            )
+        })?;
+        Some(Text {
+            text,
+            span: raw.src.span(),
+        })
+    } else {
+        None
+    };
+    let mode = match &raw.mode {
+        None => None,
+        Some(m) => {
+            let parsed = match m.get_ref() {
+                ModeValue::Number(n) => u32::try_from(*n).ok(),
+                ModeValue::Text(t) => u32::from_str_radix(t.trim_start_matches("0o"), 8).ok(),
+            };
+            match parsed.filter(|m| *m <= 0o7777) {
+                Some(m) => Some(m),
+                None => {
+                    return Err(Error::at(
+                        source.locate(m.span()),
+                        "mode is not a file mode",
+                        "write mode = \"0644\" (octal), or the TOML integer 0o644",
+                    ));
+                }
+            }
+        }
+    };
+    Ok(UploadSpec {
+        src,
+        content,
+        template,
+        dest: Text::from(&raw.dest),
+        mode,
+        owner: raw.owner.as_ref().map(Text::from),
     })
 }
 

@@ -58,6 +58,7 @@ fn plan_step(job: &Job, r: StepRef, vars: &mut vars::Vars, out: &mut String) -> 
         Action::Local { shell, .. } => ("local", shell),
         Action::Http { via_ssh: true, .. } => ("http via ssh", &sh),
         Action::Http { .. } => ("http", &sh),
+        Action::Upload(_) => ("upload", &sh),
     };
     let label = if r.on_failure { "on_failure" } else { "step" };
     out.push_str(&format!(
@@ -80,6 +81,19 @@ fn plan_step(job: &Job, r: StepRef, vars: &mut vars::Vars, out: &mut String) -> 
     }
     for (k, v) in &rendered.env {
         out.push_str(&format!("   env {k}={v}\n"));
+    }
+    if let Some(u) = &rendered.upload {
+        let mode = u.mode.map(|m| format!(" mode {m:04o}")).unwrap_or_default();
+        let owner = u
+            .owner
+            .as_ref()
+            .map(|o| format!(" owner {o}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "   -> {} ({} bytes){mode}{owner}\n",
+            u.dest,
+            u.content.len()
+        ));
     }
     if let Some(req) = &rendered.http {
         out.push_str(&format!("   {} {}\n", req.method, req.url));

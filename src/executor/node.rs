@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use super::Shared;
 use crate::events::{Event, NodeStatus, StepResult, StepStatus};
 use crate::job::{RenderedExpect, RenderedStep, StepRef};
-use crate::local;
 use crate::playbook::Action;
 use crate::ssh::{Connector, ExecOutput, ExecRequest, ExitStatus, Session, SessionError};
 use crate::template::shell_quote;
 use crate::vars::Vars;
+use crate::{local, upload};
 
 /// How a node's run ended, before it is reported.
 struct NodeEnd {
@@ -222,8 +222,25 @@ impl<C: Connector> NodeRun<'_, C> {
             }
         }
         if dry {
-            result.status = StepStatus::WouldRun;
-            return StepEnd::Done(StepStatus::WouldRun);
+            // An upload can tell, read-only, whether it would write.
+            let status = match &rendered.upload {
+                Some(u) => match self
+                    .exec(r, &upload::script(u, true), &[], step.timeout)
+                    .await
+                {
+                    Ok(out)
+                        if upload::outcome(&out.stdout.text()) == Some(upload::Outcome::Same) =>
+                    {
+                        StepStatus::WouldSkip
+                    }
+                    Ok(_) => StepStatus::WouldRun,
+                    Err(SessionError::Lost(m)) => return StepEnd::Lost(m),
+                    Err(e) => return fail(result, e.to_string()),
+                },
+                None => StepStatus::WouldRun,
+            };
+            result.status = status;
+            return StepEnd::Done(status);
         }
         let attempts = step.retries + 1;
         for attempt in 1..=attempts {
@@ -254,7 +271,7 @@ impl<C: Connector> NodeRun<'_, C> {
             match out.failure {
                 None => {
                     result.error = None;
-                    result.status = if step.changes {
+                    result.status = if step.changes && !out.unchanged {
                         StepStatus::Changed
                     } else {
                         StepStatus::Ok
@@ -287,6 +304,27 @@ impl<C: Connector> NodeRun<'_, C> {
     /// One attempt of the step's action, checked against its expectations.
     async fn attempt(&self, r: StepRef, rendered: &RenderedStep) -> Result<Attempt, SessionError> {
         let step = self.shared.job.step(r);
+        if let Some(u) = &rendered.upload {
+            let out = self
+                .exec(r, &upload::script(u, false), &rendered.env, step.timeout)
+                .await?;
+            let stdout = out.stdout.text();
+            let outcome = upload::outcome(&stdout);
+            let failure = check(&out, rendered, step.timeout, step.sudo).or_else(|| {
+                outcome
+                    .is_none()
+                    .then(|| "the node did not confirm the upload".to_string())
+            });
+            return Ok(Attempt {
+                exit: out.status.code(),
+                failure,
+                capture: String::new(),
+                stdout,
+                stderr: out.stderr.text(),
+                interrupted: out.status == ExitStatus::Interrupted,
+                unchanged: outcome == Some(upload::Outcome::Same),
+            });
+        }
         let Action::Http {
             via_ssh,
             capture_header,
@@ -304,6 +342,7 @@ impl<C: Connector> NodeRun<'_, C> {
                 stdout,
                 stderr: out.stderr.text(),
                 interrupted: out.status == ExitStatus::Interrupted,
+                unchanged: false,
             });
         };
         let Some(req) = &rendered.http else {
@@ -342,6 +381,7 @@ impl<C: Connector> NodeRun<'_, C> {
             stdout: resp.describe(),
             stderr: String::new(),
             interrupted: false,
+            unchanged: false,
         })
     }
 
@@ -357,6 +397,7 @@ impl<C: Connector> NodeRun<'_, C> {
         let (shell, local) = match &step.action {
             Action::Run { shell, .. } => (shell.as_str(), false),
             Action::Local { shell, .. } => (shell.as_str(), true),
+            Action::Upload(_) => ("sh", false),
             // Guards of http steps are refused at load time.
             Action::Http { .. } => ("sh", true),
         };
@@ -386,6 +427,8 @@ struct Attempt {
     /// The text a `capture` takes (stdout, a response body or header).
     capture: String,
     interrupted: bool,
+    /// The step found nothing to change (an identical upload).
+    unchanged: bool,
 }
 
 impl Attempt {
@@ -397,6 +440,7 @@ impl Attempt {
             failure: Some(why),
             capture: String::new(),
             interrupted,
+            unchanged: false,
         }
     }
 }
@@ -524,6 +568,7 @@ mod tests {
             script: String::new(),
             http: None,
             http_expect: Default::default(),
+            upload: None,
             unless: None,
             env: Vec::new(),
             expect: RenderedExpect {
