@@ -225,3 +225,35 @@ fn a_key_of_another_type_for_a_known_host_is_refused_even_with_tofu() {
     let kh = std::fs::read_to_string(fleet.known_hosts()).expect("read");
     assert_eq!(kh.lines().count(), 1, "the new key was learned:\n{kh}");
 }
+
+#[test]
+fn a_connection_that_dies_mid_step_makes_only_that_node_unreachable() {
+    let fleet = Fleet::builder().nodes(3).own_sshd("node3").start();
+    let inv = fleet.write_inventory(&[]);
+    let pb = playbook(
+        fleet.dir(),
+        "long.toml",
+        "name = \"long\"\n[[steps]]\nname = \"long step\"\nrun = \"sleep 4\"\n",
+    );
+    let mut child = fleetfix(fleet.dir())
+        .args(["run", "--output", "json", "-i"])
+        .arg(&inv)
+        .arg("--known-hosts")
+        .arg(fleet.known_hosts())
+        .arg(&pb)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = std::time::Instant::now();
+    fleet.kill_node("node3");
+    let out = Run::from(child.wait_with_output().expect("wait"));
+    assert!(killed.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(out.code, 6, "{}", out.dump());
+    let o = outcomes(&out);
+    assert_eq!(o["node3"].0, "unreachable", "{:?}", o["node3"]);
+    assert!(o["node3"].1.contains("long step"), "names the step: {:?}", o["node3"]);
+    assert_eq!(o["node1"].0, "changed");
+    assert_eq!(o["node2"].0, "changed");
+}
