@@ -81,36 +81,46 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// Loads and validates an inventory file.
+    /// Loads and validates an inventory file; unset settings fall back to
+    /// `~/.ssh/config`.
     pub fn load(path: &std::path::Path) -> Result<Self, Error> {
         let source = SourceFile::read(path, "inventory")?;
-        Self::from_source(source)
+        Self::resolve(source, &crate::ssh_config::SshConfig::load_user()?)
     }
 
-    /// Validates an inventory already in memory.
+    /// Validates an inventory already in memory (no ssh_config).
     pub fn from_source(source: SourceFile) -> Result<Self, Error> {
+        Self::resolve(source, &crate::ssh_config::SshConfig::default())
+    }
+
+    /// Validates an inventory, filling unset settings from `ssh`.
+    pub fn resolve(source: SourceFile, ssh: &crate::ssh_config::SshConfig) -> Result<Self, Error> {
         let raw: RawInventory = toml_source::parse(&source, "inventory")?;
         let defaults = &raw.defaults;
         let default_timeout = match &defaults.connect_timeout {
-            Some(t) => toml_source::duration(&source, t)?,
-            None => DEFAULT_CONNECT_TIMEOUT,
+            Some(t) => Some(toml_source::duration(&source, t)?),
+            None => None,
         };
-        let default_user = defaults.user.clone().unwrap_or_else(local_user);
         let mut nodes = Vec::with_capacity(raw.nodes.len());
         for (name, spanned) in &raw.nodes {
             let raw_node = spanned.get_ref();
             check_name(&source, name, spanned)?;
+            // ssh's own lookup: Host patterns match the name one would type.
+            let alias = raw_node.host.clone().unwrap_or_else(|| name.clone());
+            let fallback = ssh.query(&alias);
             let identity = match raw_node
                 .identity_file
                 .as_ref()
                 .or(defaults.identity_file.as_ref())
             {
                 Some(p) => Some(existing_identity(&source, p)?),
-                None => None,
+                None => fallback.identity_file.clone(),
             };
             let connect_timeout = match &raw_node.connect_timeout {
                 Some(t) => toml_source::duration(&source, t)?,
-                None => default_timeout,
+                None => default_timeout
+                    .or(fallback.connect_timeout)
+                    .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             };
             let host_key = match &raw_node.host_key {
                 Some(k) => Some(parse_pin(&source, k)?),
@@ -118,12 +128,18 @@ impl Inventory {
             };
             nodes.push(Node {
                 name: Arc::from(name.as_str()),
-                host: raw_node.host.clone().unwrap_or_else(|| name.clone()),
-                port: raw_node.port.or(defaults.port).unwrap_or(22),
+                host: fallback.host_name.clone().unwrap_or(alias),
+                port: raw_node
+                    .port
+                    .or(defaults.port)
+                    .or(fallback.port)
+                    .unwrap_or(22),
                 user: raw_node
                     .user
                     .clone()
-                    .unwrap_or_else(|| default_user.clone()),
+                    .or_else(|| defaults.user.clone())
+                    .or_else(|| fallback.user.clone())
+                    .unwrap_or_else(local_user),
                 identity_file: identity,
                 connect_timeout,
                 groups: raw_node.groups.clone(),

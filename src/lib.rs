@@ -20,6 +20,7 @@ pub mod runs;
 pub mod secrets;
 pub mod select;
 pub mod ssh;
+pub mod ssh_config;
 pub mod state;
 pub mod template;
 pub mod toml_source;

@@ -235,7 +235,7 @@ fn a_connection_that_dies_mid_step_makes_only_that_node_unreachable() {
         "long.toml",
         "name = \"long\"\n[[steps]]\nname = \"long step\"\nrun = \"sleep 4\"\n",
     );
-    let mut child = fleetfix(fleet.dir())
+    let child = fleetfix(fleet.dir())
         .args(["run", "--output", "json", "-i"])
         .arg(&inv)
         .arg("--known-hosts")
@@ -253,7 +253,50 @@ fn a_connection_that_dies_mid_step_makes_only_that_node_unreachable() {
     assert_eq!(out.code, 6, "{}", out.dump());
     let o = outcomes(&out);
     assert_eq!(o["node3"].0, "unreachable", "{:?}", o["node3"]);
-    assert!(o["node3"].1.contains("long step"), "names the step: {:?}", o["node3"]);
+    assert!(
+        o["node3"].1.contains("long step"),
+        "names the step: {:?}",
+        o["node3"]
+    );
     assert_eq!(o["node1"].0, "changed");
     assert_eq!(o["node2"].0, "changed");
+}
+
+#[test]
+fn a_node_known_only_by_an_ssh_config_alias_connects() {
+    let fleet = Fleet::start(1);
+    let node = fleet.node("node1");
+    let ssh_dir = fleet.dir().join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).expect("mkdir");
+    std::fs::write(
+        ssh_dir.join("config"),
+        format!(
+            "Host relay-alias\n  HostName {}\n  Port {}\n  User root\n  IdentityFile {}\n\nHost *\n  User nobody-else\n",
+            node.addr,
+            node.port,
+            fleet.client_key().display()
+        ),
+    )
+    .expect("write ssh config");
+    let marker = fleet.dir().join("markers/node1");
+    std::fs::create_dir_all(&marker).expect("mkdir");
+    let inv = fleet.dir().join("alias.toml");
+    std::fs::write(
+        &inv,
+        format!(
+            "[nodes.relay-alias]\nvars = {{ marker_dir = \"{}\" }}\n",
+            marker.display()
+        ),
+    )
+    .expect("write inventory");
+    let nodes = run(fleetfix(fleet.dir()).args(["nodes", "-i"]).arg(&inv));
+    assert!(
+        nodes.stdout.contains(&node.addr.to_string())
+            && nodes.stdout.contains(&node.port.to_string()),
+        "{}",
+        nodes.dump()
+    );
+    let out = run_json(&fleet, &inv, &[]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(fleet.dir().join("markers/node1/touched").exists());
 }
