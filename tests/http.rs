@@ -169,14 +169,34 @@ impl SelfSigned {
     fn start(dir: &std::path::Path) -> Self {
         let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
         let made = std::process::Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+            ])
             .arg(&key)
             .arg("-out")
             .arg(&cert)
             .output()
             .expect("openssl req");
-        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
         let child = std::process::Command::new("openssl")
             .args(["s_server", "-quiet", "-www", "-accept"])
             .arg(format!("127.0.0.1:{port}"))
@@ -191,7 +211,10 @@ impl SelfSigned {
             .expect("openssl s_server");
         let started = std::time::Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "s_server did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "s_server did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         SelfSigned { child, port }
@@ -223,6 +246,12 @@ fn a_self_signed_server_needs_insecure_tls() {
     assert_eq!(out.code, 0, "{}", out.dump());
     let out = run_json(&fleet, &pb(false));
     assert_eq!(out.code, 1, "{}", out.dump());
-    let err = steps(&out)[0]["error"].as_str().unwrap_or_default().to_string();
-    assert!(err.contains("TLS error") && err.contains("insecure_tls = true"), "{err}");
+    let err = steps(&out)[0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        err.contains("TLS error") && err.contains("insecure_tls = true"),
+        "{err}"
+    );
 }

@@ -300,3 +300,76 @@ fn a_node_known_only_by_an_ssh_config_alias_connects() {
     assert_eq!(out.code, 0, "{}", out.dump());
     assert!(fleet.dir().join("markers/node1/touched").exists());
 }
+
+#[test]
+fn login_with_an_openssh_user_certificate() {
+    // A CA the fleet's sshd trusts, and a client key sshd knows only
+    // through the certificate the CA signed for it.
+    let ca_dir = tempfile::tempdir().expect("tempdir");
+    let keygen = |args: &[&str]| {
+        let out = std::process::Command::new("/usr/bin/ssh-keygen")
+            .args(args)
+            .output()
+            .expect("ssh-keygen");
+        assert!(
+            out.status.success(),
+            "ssh-keygen {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ca = ca_dir.path().join("ca");
+    let key = ca_dir.path().join("certified");
+    keygen(&[
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        "ca",
+        "-f",
+        ca.to_str().expect("utf8"),
+    ]);
+    keygen(&[
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        "certified",
+        "-f",
+        key.to_str().expect("utf8"),
+    ]);
+    let fleet = Fleet::builder()
+        .nodes(1)
+        .sshd_config(format!("TrustedUserCAKeys {}.pub", ca.display()))
+        .start();
+    let inv = fleet.write_inventory(&[]);
+    let text = std::fs::read_to_string(&inv).expect("read");
+    let text = text.replace(
+        &fleet.client_key().display().to_string(),
+        &key.display().to_string(),
+    );
+    std::fs::write(&inv, text).expect("write");
+
+    // Without a certificate the key is refused...
+    let out = run_json(&fleet, &inv, &[]);
+    assert_eq!(out.code, 6, "{}", out.dump());
+    // ...with `<key>-cert.pub` beside it, it logs in.
+    keygen(&[
+        "-q",
+        "-s",
+        ca.to_str().expect("utf8"),
+        "-I",
+        "fleetfix-test",
+        "-n",
+        "root",
+        "-V",
+        "-5m:+1h",
+        &format!("{}.pub", key.display()),
+    ]);
+    assert!(ca_dir.path().join("certified-cert.pub").exists());
+    let out = run_json(&fleet, &inv, &[]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+}

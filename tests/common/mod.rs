@@ -100,6 +100,7 @@ pub struct FleetBuilder {
     healthy: usize,
     extra: Vec<ExtraNode>,
     port: Option<u16>,
+    sshd_lines: Vec<String>,
 }
 
 impl FleetBuilder {
@@ -158,6 +159,13 @@ impl FleetBuilder {
 
     /// Generates keys, starts every sshd and waits until each address
     /// answers with an SSH banner. Panics (with the sshd log) on failure.
+    /// An extra line for every sshd_config of the fleet (e.g.
+    /// `TrustedUserCAKeys /path/ca.pub`).
+    pub fn sshd_config(mut self, line: impl Into<String>) -> Self {
+        self.sshd_lines.push(line.into());
+        self
+    }
+
     pub fn start(self) -> Fleet {
         Fleet::launch(self)
     }
@@ -190,6 +198,7 @@ pub struct Fleet {
     authorized_keys: PathBuf,
     known_hosts: PathBuf,
     decoy_host_key: Option<PathBuf>,
+    sshd_lines: Vec<String>,
     // Last field: removed after `Drop::drop` has stopped the daemons.
     dir: tempfile::TempDir,
 }
@@ -519,6 +528,7 @@ impl Fleet {
             authorized_keys,
             known_hosts: dir.join("known_hosts"),
             decoy_host_key,
+            sshd_lines: b.sshd_lines.clone(),
             dir: tmp,
         };
 
@@ -631,6 +641,10 @@ impl Fleet {
              Subsystem sftp internal-sftp\n\
              SetEnv SHLVL=1\n",
         );
+        for line in &self.sshd_lines {
+            c.push_str(line);
+            c.push('\n');
+        }
         write_file(&slot.config, &c);
     }
 
