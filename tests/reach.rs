@@ -373,3 +373,107 @@ fn login_with_an_openssh_user_certificate() {
     let out = run_json(&fleet, &inv, &[]);
     assert_eq!(out.code, 0, "{}", out.dump());
 }
+
+#[test]
+fn a_host_certificate_is_accepted_through_cert_authority() {
+    let ca_dir = tempfile::tempdir().expect("tempdir");
+    let keygen = |args: &[&str]| {
+        let out = std::process::Command::new("/usr/bin/ssh-keygen")
+            .args(args)
+            .output()
+            .expect("ssh-keygen");
+        assert!(
+            out.status.success(),
+            "ssh-keygen {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ca = ca_dir.path().join("host_ca");
+    keygen(&[
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        "host-ca",
+        "-f",
+        ca.to_str().expect("utf8"),
+    ]);
+    let cert = ca_dir.path().join("host-cert.pub");
+    let fleet = Fleet::builder()
+        .nodes(1)
+        .sshd_config(format!("HostCertificate {}", cert.display()))
+        .start();
+    let node = fleet.node("node1").clone();
+    // Sign the node's host key for its address, then have sshd reload.
+    let host_pub = ca_dir.path().join("host.pub");
+    std::fs::copy(
+        format!("{}.pub", fleet.host_key_path("node1").display()),
+        &host_pub,
+    )
+    .expect("copy");
+    let principal = node.addr.to_string();
+    keygen(&[
+        "-q",
+        "-s",
+        ca.to_str().expect("utf8"),
+        "-h",
+        "-I",
+        "node1",
+        "-n",
+        &principal,
+        "-V",
+        "-5m:+1h",
+        host_pub.to_str().expect("utf8"),
+    ]);
+    std::fs::rename(ca_dir.path().join("host-cert.pub"), &cert).ok();
+    assert!(cert.exists());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(fleet.sshd_pid("node1") as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .expect("SIGHUP sshd");
+    let started = std::time::Instant::now();
+    while fleet
+        .sshd_log("node1")
+        .matches("Server listening")
+        .nth(1)
+        .is_none()
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "sshd did not reload:\n{}",
+            fleet.sshd_log("node1")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let ca_pub = std::fs::read_to_string(format!("{}.pub", ca.display())).expect("ca pub");
+    // known_hosts trusts only the CA: no plain key for the node.
+    std::fs::write(fleet.known_hosts(), format!("@cert-authority * {ca_pub}")).expect("write");
+    let inv = fleet.write_inventory(&[]);
+    let out = run_json(&fleet, &inv, &[]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+
+    // A CA that did not sign it is refused, with the reason.
+    keygen(&[
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        "other",
+        "-f",
+        ca_dir.path().join("other").to_str().expect("utf8"),
+    ]);
+    let other = std::fs::read_to_string(ca_dir.path().join("other.pub")).expect("other pub");
+    std::fs::write(fleet.known_hosts(), format!("@cert-authority * {other}")).expect("write");
+    let out = run_json(&fleet, &inv, &[]);
+    assert_eq!(out.code, 6, "{}", out.dump());
+    assert!(
+        outcomes(&out)["node1"].1.contains("host certificate"),
+        "{}",
+        out.dump()
+    );
+}

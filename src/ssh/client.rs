@@ -134,13 +134,21 @@ impl client::Handler for Verifier {
         &mut self,
         key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            let refusal = ConnectError::Protocol {
-                addr: known_hosts::host_port(&self.host, self.port),
-                detail: "the server offered a host certificate, which is not trusted here".into(),
-            };
-            *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(refusal);
-            return Ok(false);
+        let key = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            PublicKeyOrCertificate::Certificate(cert) => {
+                return match self.known_hosts.verify_cert(&self.host, self.port, cert) {
+                    Ok(()) => Ok(true),
+                    Err(why) => {
+                        let refusal = ConnectError::HostCertificate {
+                            host: known_hosts::host_port(&self.host, self.port),
+                            detail: why,
+                        };
+                        *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(refusal);
+                        Ok(false)
+                    }
+                };
+            }
         };
         match self.check(key) {
             Ok(()) => Ok(true),
@@ -179,6 +187,17 @@ impl SshConnector {
     fn config_for(&self, node: &Node) -> Arc<client::Config> {
         if node.host_key.is_some() {
             return self.config.clone();
+        }
+        if self
+            .opts
+            .known_hosts
+            .has_cert_authority(&node.host, node.port)
+        {
+            // Ask for a host certificate first; a plain key still verifies
+            // against ordinary known_hosts lines.
+            let mut config = base_config(self.opts.keepalive);
+            config.preferred.host_key_certificates = config.preferred.key.clone();
+            return Arc::new(config);
         }
         let recorded = self
             .opts

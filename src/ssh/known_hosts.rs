@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use hmac::{Hmac, KeyInit, Mac};
+use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::ssh_key::known_hosts::{Entry, HostPatterns, Marker};
-use russh::keys::ssh_key::{HashAlg, PublicKey};
+use russh::keys::ssh_key::{Certificate, HashAlg, PublicKey};
 use sha1::Sha1;
 
 use crate::error::Error;
@@ -97,6 +98,60 @@ impl KnownHosts {
             (false, Some(line)) => Verdict::Changed { line },
             (false, None) => Verdict::Unknown,
         }
+    }
+
+    /// Whether an `@cert-authority` line covers this host (then the
+    /// handshake asks for host certificates).
+    pub fn has_cert_authority(&self, host: &str, port: u16) -> bool {
+        let name = host_port(host, port);
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.iter().any(|(_, e)| {
+            e.marker() == Some(&Marker::CertAuthority) && patterns_match(e.host_patterns(), &name)
+        })
+    }
+
+    /// Checks a host certificate: signed by an `@cert-authority` of this
+    /// host, a host certificate, valid now, naming `host` as a principal,
+    /// neither it nor its CA `@revoked`.
+    pub fn verify_cert(&self, host: &str, port: u16, cert: &Certificate) -> Result<(), String> {
+        let name = host_port(host, port);
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cas = Vec::new();
+        for (line, e) in entries.iter() {
+            if !patterns_match(e.host_patterns(), &name) {
+                continue;
+            }
+            let key = e.public_key().key_data();
+            match e.marker() {
+                Some(Marker::Revoked)
+                    if key == cert.public_key() || key == cert.signature_key() =>
+                {
+                    return Err(format!("its key or CA is marked @revoked at line {line}"));
+                }
+                Some(Marker::CertAuthority) => {
+                    cas.push(e.public_key().fingerprint(HashAlg::Sha256))
+                }
+                _ => {}
+            }
+        }
+        if cas.is_empty() {
+            return Err(format!(
+                "no @cert-authority line in {} covers {name}",
+                self.path.display()
+            ));
+        }
+        cert.validate(cas.iter())
+            .map_err(|e| format!("the certificate is not valid from a trusted CA now: {e}"))?;
+        if cert.cert_type() != CertType::Host {
+            return Err("it is a user certificate, not a host certificate".into());
+        }
+        if !cert.valid_principals().iter().any(|p| p == host) {
+            return Err(format!(
+                "its principals ({}) do not include {host}",
+                cert.valid_principals().join(", ")
+            ));
+        }
+        Ok(())
     }
 
     /// The key types recorded for a host, so the handshake can ask for one

@@ -46,6 +46,8 @@ pub enum ConnectError {
         fingerprint: String,
         recorded: String,
     },
+    #[error("host certificate of {host} refused: {detail}")]
+    HostCertificate { host: String, detail: String },
     #[error(
         "host key of {host} ({fingerprint}) is marked @revoked in {known_hosts}; refusing to connect"
     )]

@@ -342,6 +342,11 @@ impl Fleet {
         pubkey_line(&pub_path(&self.slot_of(node).host_key))
     }
 
+    /// The private host key file of the node's sshd (its `.pub` beside it).
+    pub fn host_key_path(&self, node: &str) -> PathBuf {
+        self.slot_of(node).host_key.clone()
+    }
+
     /// `SHA256:...` of the node's real host key, as `ssh-keygen -lf` prints it.
     pub fn host_fingerprint(&self, node: &str) -> String {
         fingerprint(&pub_path(&self.slot_of(node).host_key))
