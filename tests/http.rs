@@ -255,3 +255,79 @@ fn a_self_signed_server_needs_insecure_tls() {
         "{err}"
     );
 }
+
+#[test]
+fn via_ssh_reaches_what_only_the_node_can_reach() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ns = common::netns::Netns::create();
+    let (conf, key, kh_line) = common::netns::sshd_setup(dir.path(), ns.ns_ip, 22);
+    let sshd_log = dir.path().join("sshd.log");
+    ns.spawn(
+        "/usr/sbin/sshd",
+        &["-D", "-e", "-f", conf.to_str().expect("utf8")],
+        &sshd_log,
+    );
+    common::netns::Netns::wait_for(&sshd_log, "Server listening");
+    // An HTTP server on the namespace's own loopback.
+    let web_log = dir.path().join("web.log");
+    let server = dir.path().join("server.py");
+    std::fs::write(
+        &server,
+        "import http.server as h\n\
+         class H(h.BaseHTTPRequestHandler):\n\
+         \x20   def do_GET(s):\n\
+         \x20       s.send_response(200); s.send_header('X-Relay-Version', '0.2.0'); s.end_headers(); s.wfile.write(b'relay')\n\
+         \x20   def log_message(s, *a): pass\n\
+         print('serving', flush=True)\n\
+         h.HTTPServer(('127.0.0.1', 18088), H).serve_forever()\n",
+    )
+    .expect("server.py");
+    ns.spawn("python3", &[server.to_str().expect("utf8")], &web_log);
+    common::netns::Netns::wait_for(&web_log, "serving");
+    std::thread::sleep(Duration::from_millis(200));
+    // The runner cannot reach it: 127.0.0.1 here is another machine.
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", 18088)).is_err(),
+        "port 18088 is taken on the runner"
+    );
+
+    std::fs::write(dir.path().join("known_hosts"), format!("{kh_line}\n")).expect("kh");
+    let inv = dir.path().join("inventory.toml");
+    std::fs::write(
+        &inv,
+        format!(
+            "[nodes.isolated]\nhost = \"{}\"\nuser = \"root\"\nidentity_file = \"{}\"\n",
+            ns.ns_ip,
+            key.display()
+        ),
+    )
+    .expect("inventory");
+    let pb = playbook(
+        dir.path(),
+        "ns.toml",
+        r#"
+name = "ns"
+[[steps]]
+name = "through the node"
+http = { url = "http://127.0.0.1:18088/", via = "ssh" }
+expect = { headers = { "x-relay-version" = "0.2.0" } }
+[[steps]]
+name = "from the runner"
+http = { url = "http://127.0.0.1:18088/", timeout = "2s" }
+ignore_failure = true
+"#,
+    );
+    let out = run(fleetfix(dir.path())
+        .args(["run", "--output", "json", "-i"])
+        .arg(&inv)
+        .arg("--known-hosts")
+        .arg(dir.path().join("known_hosts"))
+        .arg(&pb));
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let s = steps(&out);
+    assert_eq!(s[0]["status"], "ok", "{s:?}");
+    assert_eq!(
+        s[1]["status"], "failed",
+        "the runner reached the node's loopback: {s:?}"
+    );
+}

@@ -24,6 +24,7 @@
 
 pub mod cli;
 pub mod http;
+pub mod netns;
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};

@@ -1,0 +1,165 @@
+//! A network namespace of the test's own, joined to the host by a veth
+//! pair (10.231.X.1 on the host, 10.231.X.2 inside), with processes started
+//! inside it. Everything is ended by pid and deleted on drop.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Netns {
+    pub name: String,
+    host_if: String,
+    pub host_ip: Ipv4Addr,
+    pub ns_ip: Ipv4Addr,
+    children: Vec<Child>,
+}
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("/usr/sbin/ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+impl Netns {
+    /// A fresh namespace; retries another subnet if one is taken.
+    pub fn create() -> Netns {
+        for attempt in 0..20u32 {
+            let seed = (std::process::id() ^ attempt.wrapping_mul(2654435761)) as u64
+                ^ std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos() as u64)
+                    .unwrap_or(0);
+            let x = (seed % 250) as u8 + 1;
+            let name = format!("fftest-{}-{x}", std::process::id());
+            let host_if = format!("ffh{}x{x}", std::process::id() % 100_000);
+            let ns_if = format!("ffn{}x{x}", std::process::id() % 100_000);
+            let (host_ip, ns_ip) = (Ipv4Addr::new(10, 231, x, 1), Ipv4Addr::new(10, 231, x, 2));
+            let ok = ip(&["netns", "add", &name])
+                && ip(&[
+                    "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+                ])
+                && ip(&["link", "set", &ns_if, "netns", &name])
+                && ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if])
+                && ip(&["link", "set", &host_if, "up"])
+                && ip(&[
+                    "netns",
+                    "exec",
+                    &name,
+                    "ip",
+                    "addr",
+                    "add",
+                    &format!("{ns_ip}/30"),
+                    "dev",
+                    &ns_if,
+                ])
+                && ip(&["netns", "exec", &name, "ip", "link", "set", &ns_if, "up"])
+                && ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+            if ok {
+                return Netns {
+                    name,
+                    host_if,
+                    host_ip,
+                    ns_ip,
+                    children: Vec::new(),
+                };
+            }
+            ip(&["netns", "del", &name]);
+            ip(&["link", "del", &host_if]);
+        }
+        panic!("could not create a network namespace (needs root and iproute2)");
+    }
+
+    /// Starts `program args…` inside the namespace; ended on drop.
+    pub fn spawn(&mut self, program: &str, args: &[&str], log: &Path) -> u32 {
+        let out = std::fs::File::create(log).expect("log file");
+        let child = Command::new("/usr/sbin/ip")
+            .args(["netns", "exec", &self.name, program])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn in netns");
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// Waits until `text` shows in `log`.
+    pub fn wait_for(log: &Path, text: &str) {
+        let start = Instant::now();
+        loop {
+            if std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .contains(text)
+            {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no {text:?} in {}",
+                log.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        ip(&["netns", "del", &self.name]);
+        ip(&["link", "del", &self.host_if]);
+    }
+}
+
+/// Keys and config for an sshd of the test's own: returns (config path,
+/// client key, known_hosts line for `addr`).
+pub fn sshd_setup(dir: &Path, addr: Ipv4Addr, port: u16) -> (PathBuf, PathBuf, String) {
+    let keygen = |path: &Path| {
+        let ok = Command::new("/usr/bin/ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(path)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "ssh-keygen {}", path.display());
+    };
+    let (host, client) = (dir.join("ns_host_key"), dir.join("ns_client_key"));
+    keygen(&host);
+    keygen(&client);
+    let auth = dir.join("ns_authorized_keys");
+    std::fs::copy(dir.join("ns_client_key.pub"), &auth).expect("authorized_keys");
+    let conf = dir.join("ns_sshd_config");
+    std::fs::write(
+        &conf,
+        format!(
+            "ListenAddress {addr}:{port}\nHostKey {}\nAuthorizedKeysFile {}\nPermitRootLogin prohibit-password\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile none\n\
+             MaxStartups 100:30:100\nLogLevel VERBOSE\nUseDNS no\nSetEnv SHLVL=1\n",
+            host.display(),
+            auth.display()
+        ),
+    )
+    .expect("sshd_config");
+    let pubkey = std::fs::read_to_string(dir.join("ns_host_key.pub")).expect("host pub");
+    let words: Vec<&str> = pubkey.split_whitespace().collect();
+    let host_part = if port == 22 {
+        addr.to_string()
+    } else {
+        format!("[{addr}]:{port}")
+    };
+    (
+        conf,
+        client,
+        format!("{host_part} {} {}", words[0], words[1]),
+    )
+}
