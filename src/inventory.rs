@@ -21,7 +21,27 @@ struct RawInventory {
     #[serde(default)]
     vars: IndexMap<String, toml::Value>,
     #[serde(default)]
+    jump_hosts: IndexMap<String, RawJumpHost>,
+    #[serde(default)]
     nodes: IndexMap<String, Spanned<RawNode>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJumpHost {
+    host: String,
+    user: Option<String>,
+    port: Option<u16>,
+    identity_file: Option<Spanned<String>>,
+    host_key: Option<Spanned<String>>,
+}
+
+/// `jump = "name"` or a list of hops.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawJump {
+    One(String),
+    Chain(Vec<String>),
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -31,6 +51,7 @@ struct RawSettings {
     port: Option<u16>,
     identity_file: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
+    jump: Option<Spanned<RawJump>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +67,24 @@ struct RawNode {
     #[serde(default)]
     vars: IndexMap<String, toml::Value>,
     host_key: Option<Spanned<String>>,
+    jump: Option<Spanned<RawJump>>,
+}
+
+/// One hop on the way to a node (a bastion).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JumpHost {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub identity_file: Option<PathBuf>,
+    pub host_key: Option<HostKeyPin>,
+}
+
+impl JumpHost {
+    /// `user@host:port`, as a person (and the connection cache) knows it.
+    pub fn label(&self) -> String {
+        format!("{}@{}:{}", self.user, self.host, self.port)
+    }
 }
 
 /// How a node's host key is pinned in the inventory instead of known_hosts.
@@ -70,6 +109,8 @@ pub struct Node {
     pub groups: Vec<String>,
     pub vars: IndexMap<String, toml::Value>,
     pub host_key: Option<HostKeyPin>,
+    /// Bastions to go through, first hop first (empty: connect directly).
+    pub jump: Vec<JumpHost>,
 }
 
 /// The loaded inventory file.
@@ -101,6 +142,15 @@ impl Inventory {
             Some(t) => Some(toml_source::duration(&source, t)?),
             None => None,
         };
+        // Bastions take the user and key of [defaults] where they set none.
+        let hop_defaults = HopDefaults {
+            user: defaults.user.clone(),
+            identity_file: defaults
+                .identity_file
+                .as_ref()
+                .map(|p| existing_identity(&source, p))
+                .transpose()?,
+        };
         let mut nodes = Vec::with_capacity(raw.nodes.len());
         for (name, spanned) in &raw.nodes {
             let raw_node = spanned.get_ref();
@@ -126,6 +176,15 @@ impl Inventory {
                 Some(k) => Some(parse_pin(&source, k)?),
                 None => None,
             };
+            let jump = match raw_node.jump.as_ref().or(defaults.jump.as_ref()) {
+                Some(j) => resolve_jump(&source, &raw.jump_hosts, j, ssh, &hop_defaults)?,
+                None => fallback
+                    .proxy_jump
+                    .iter()
+                    .map(|hop| parse_hop(hop, ssh, &hop_defaults))
+                    .collect::<Option<Vec<_>>>()
+                    .unwrap_or_default(),
+            };
             nodes.push(Node {
                 name: Arc::from(name.as_str()),
                 host: fallback.host_name.clone().unwrap_or(alias),
@@ -145,6 +204,7 @@ impl Inventory {
                 groups: raw_node.groups.clone(),
                 vars: raw_node.vars.clone(),
                 host_key,
+                jump,
             });
         }
         if nodes.is_empty() {
@@ -200,6 +260,85 @@ fn existing_identity(source: &SourceFile, path: &Spanned<String>) -> Result<Path
         format!("identity file {} does not exist", expanded.display()),
         "fix the path, or remove identity_file to use ssh-agent and ~/.ssh/id_*",
     ))
+}
+
+/// What `[defaults]` lends to jump hosts.
+struct HopDefaults {
+    user: Option<String>,
+    identity_file: Option<PathBuf>,
+}
+
+/// Resolves `jump`: `[jump_hosts]` names or `user@host:port` strings.
+fn resolve_jump(
+    source: &SourceFile,
+    named: &IndexMap<String, RawJumpHost>,
+    jump: &Spanned<RawJump>,
+    ssh: &crate::ssh_config::SshConfig,
+    defaults: &HopDefaults,
+) -> Result<Vec<JumpHost>, Error> {
+    let hops = match jump.get_ref() {
+        RawJump::One(h) => vec![h.clone()],
+        RawJump::Chain(c) => c.clone(),
+    };
+    hops.iter()
+        .map(|hop| match named.get(hop) {
+            Some(j) => Ok(JumpHost {
+                host: j.host.clone(),
+                port: j.port.unwrap_or(22),
+                user: j
+                    .user
+                    .clone()
+                    .or_else(|| defaults.user.clone())
+                    .unwrap_or_else(local_user),
+                identity_file: match &j.identity_file {
+                    Some(p) => Some(existing_identity(source, p)?),
+                    None => defaults.identity_file.clone(),
+                },
+                host_key: j
+                    .host_key
+                    .as_ref()
+                    .map(|k| parse_pin(source, k))
+                    .transpose()?,
+            }),
+            None => parse_hop(hop, ssh, defaults).ok_or_else(|| {
+                Error::at(
+                    source.locate(jump.span()),
+                    format!("jump host `{hop}` is neither a [jump_hosts] entry nor user@host:port"),
+                    "define [jump_hosts.NAME] with a host, or write \"user@host:port\"",
+                )
+            }),
+        })
+        .collect()
+}
+
+/// `[user@]host[:port]`; ssh_config settings fill what it leaves out.
+fn parse_hop(
+    hop: &str,
+    ssh: &crate::ssh_config::SshConfig,
+    defaults: &HopDefaults,
+) -> Option<JumpHost> {
+    let (user, rest) = match hop.split_once('@') {
+        Some((u, r)) => (Some(u.to_string()), r),
+        None => (None, hop),
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), Some(p.parse().ok()?)),
+        None => (rest.to_string(), None),
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return None;
+    }
+    let f = ssh.query(&host);
+    Some(JumpHost {
+        host: f.host_name.clone().unwrap_or(host),
+        port: port.or(f.port).unwrap_or(22),
+        user: user
+            .or(f.user)
+            .or_else(|| defaults.user.clone())
+            .unwrap_or_else(local_user),
+        identity_file: f.identity_file.or_else(|| defaults.identity_file.clone()),
+        host_key: None,
+    })
 }
 
 fn parse_pin(source: &SourceFile, key: &Spanned<String>) -> Result<HostKeyPin, Error> {

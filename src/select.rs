@@ -95,6 +95,7 @@ mod tests {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             vars: Default::default(),
             host_key: None,
+            jump: Vec::new(),
         }
     }
 

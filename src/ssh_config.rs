@@ -15,6 +15,8 @@ pub struct HostSettings {
     /// The first configured identity file that exists.
     pub identity_file: Option<PathBuf>,
     pub connect_timeout: Option<Duration>,
+    /// `ProxyJump` hops, first hop first.
+    pub proxy_jump: Vec<String>,
 }
 
 /// A parsed ssh_config, or none.
@@ -66,6 +68,12 @@ impl SshConfig {
                 .into_iter()
                 .find(|f| f.is_file()),
             connect_timeout: p.connect_timeout,
+            proxy_jump: p
+                .proxy_jump
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|h| h != "none")
+                .collect(),
         }
     }
 }

@@ -260,7 +260,8 @@ fn a_self_signed_server_needs_insecure_tls() {
 fn via_ssh_reaches_what_only_the_node_can_reach() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut ns = common::netns::Netns::create();
-    let (conf, key, kh_line) = common::netns::sshd_setup(dir.path(), ns.ns_ip, 22);
+    let (conf, kh_line) = common::netns::sshd_setup(dir.path(), "node", ns.ns_ip, 22);
+    let key = common::netns::client_key(dir.path());
     let sshd_log = dir.path().join("sshd.log");
     ns.spawn(
         "/usr/sbin/sshd",

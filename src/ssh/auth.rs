@@ -42,13 +42,18 @@ impl Credentials {
         };
         let mut wants_default = false;
         for node in nodes {
-            match &node.identity_file {
-                Some(path) if !creds.by_path.contains_key(path) => {
-                    let id = load_identity(path).map_err(|e| e.for_node(&node.name))?;
-                    creds.by_path.insert(path.clone(), Arc::new(id));
+            // A node's own key, and those of the bastions on its way.
+            let files = std::iter::once(&node.identity_file)
+                .chain(node.jump.iter().map(|j| &j.identity_file));
+            for file in files {
+                match file {
+                    Some(path) if !creds.by_path.contains_key(path) => {
+                        let id = load_identity(path).map_err(|e| e.for_node(&node.name))?;
+                        creds.by_path.insert(path.clone(), Arc::new(id));
+                    }
+                    Some(_) => {}
+                    None => wants_default = true,
                 }
-                Some(_) => {}
-                None => wants_default = true,
             }
         }
         if wants_default {

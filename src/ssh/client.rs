@@ -15,7 +15,9 @@ use super::known_hosts::{self, KnownHosts, Verdict};
 use super::{
     Captured, ConnectError, Connector, ExecOutput, ExecRequest, ExitStatus, Session, SessionError,
 };
-use crate::inventory::{HostKeyPin, Node};
+use crate::inventory::{HostKeyPin, JumpHost, Node};
+use std::collections::HashMap;
+use tokio::sync::OnceCell;
 
 /// Prefix of the stderr line that reports the remote shell's pid.
 const PID_MARKER: &str = "__FLEETFIX_PID=";
@@ -25,6 +27,10 @@ const PID_SEARCH_LIMIT: usize = 64 * 1024;
 
 /// How long a timed-out command gets after SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
+
+/// A bastion session, opened at most once (its error is kept too, so the
+/// nodes behind a dead bastion fail fast and alike).
+type JumpCell = OnceCell<Result<Arc<SshSession>, ConnectError>>;
 
 /// Settings shared by every connection of a run.
 pub struct SshOptions {
@@ -38,6 +44,8 @@ pub struct SshOptions {
 pub struct SshConnector {
     config: Arc<client::Config>,
     opts: SshOptions,
+    /// Bastion sessions by hop chain, opened once and shared.
+    jumps: tokio::sync::Mutex<HashMap<String, Arc<JumpCell>>>,
 }
 
 impl SshConnector {
@@ -45,6 +53,7 @@ impl SshConnector {
         SshConnector {
             config: Arc::new(base_config(opts.keepalive)),
             opts,
+            jumps: Default::default(),
         }
     }
 }
@@ -163,6 +172,8 @@ impl client::Handler for Verifier {
 /// An authenticated SSH connection to one node.
 pub struct SshSession {
     handle: Handle<Verifier>,
+    /// The bastion this session tunnels through, kept alive with it.
+    _via: Option<Arc<SshSession>>,
 }
 
 impl Connector for SshConnector {
@@ -224,40 +235,80 @@ impl SshConnector {
     }
 
     async fn connect_inner(&self, node: &Node) -> Result<SshSession, ConnectError> {
-        let addr = known_hosts::host_port(&node.host, node.port);
-        let sockets: Vec<_> = tokio::net::lookup_host((node.host.as_str(), node.port))
-            .await
-            .map_err(|e| ConnectError::Dns {
-                host: node.host.clone(),
-                detail: e.to_string(),
-            })?
-            .collect();
-        let mut last_err = None;
-        let mut stream = None;
-        for sa in sockets {
-            match TcpStream::connect(sa).await {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last_err = Some(e),
-            }
+        if node.jump.is_empty() {
+            let stream = tcp_connect(node).await?;
+            return self.handshake(node, stream, None).await;
         }
-        let stream = match (stream, last_err) {
-            (Some(s), _) => s,
-            (None, Some(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err(ConnectError::Refused { addr });
-            }
-            (None, e) => {
-                return Err(ConnectError::Network {
-                    addr,
-                    detail: e
-                        .map(|e| e.to_string())
-                        .unwrap_or_else(|| "no address".into()),
-                });
-            }
+        let via = self.jump_chain(node).await?;
+        let stream = via
+            .tunnel(&node.host, node.port)
+            .await
+            .map_err(|e| ConnectError::Jump {
+                via: node.jump.last().map(JumpHost::label).unwrap_or_default(),
+                detail: format!(
+                    "cannot reach {}: {e}",
+                    known_hosts::host_port(&node.host, node.port)
+                ),
+            })?;
+        self.handshake(node, stream, Some(via)).await
+    }
+
+    /// The session to the last hop before `node`, shared by every node
+    /// behind the same chain (one bastion connection, not one per node).
+    async fn jump_chain(&self, node: &Node) -> Result<Arc<SshSession>, ConnectError> {
+        let key = node
+            .jump
+            .iter()
+            .map(JumpHost::label)
+            .collect::<Vec<_>>()
+            .join(" > ");
+        let cell = {
+            let mut jumps = self.jumps.lock().await;
+            jumps.entry(key).or_default().clone()
         };
-        let _ = stream.set_nodelay(true);
+        let (last, before) = match node.jump.split_last() {
+            Some(x) => x,
+            None => unreachable!("jump_chain is only called with hops"),
+        };
+        let hop = Node {
+            name: Arc::from(last.label()),
+            host: last.host.clone(),
+            port: last.port,
+            user: last.user.clone(),
+            identity_file: last.identity_file.clone(),
+            connect_timeout: node.connect_timeout,
+            groups: Vec::new(),
+            vars: Default::default(),
+            host_key: last.host_key.clone(),
+            jump: before.to_vec(),
+        };
+        cell.get_or_init(|| async {
+            Box::pin(self.connect_inner(&hop))
+                .await
+                .map(Arc::new)
+                .map_err(|e| match e {
+                    ConnectError::Jump { .. } => e,
+                    other => ConnectError::Jump {
+                        via: last.label(),
+                        detail: other.to_string(),
+                    },
+                })
+        })
+        .await
+        .clone()
+    }
+
+    /// SSH over an open stream: host key check, then authentication.
+    async fn handshake<S>(
+        &self,
+        node: &Node,
+        stream: S,
+        via: Option<Arc<SshSession>>,
+    ) -> Result<SshSession, ConnectError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let addr = known_hosts::host_port(&node.host, node.port);
         let refusal = Arc::new(Mutex::new(None));
         let verifier = Verifier {
             host: node.host.clone(),
@@ -280,7 +331,40 @@ impl SshConnector {
         };
         let ids = self.opts.credentials.identities_for(node);
         authenticate(&mut handle, node, &self.opts.credentials, &ids).await?;
-        Ok(SshSession { handle })
+        Ok(SshSession { handle, _via: via })
+    }
+}
+
+/// A TCP connection to the node, with DNS and refusal told apart.
+async fn tcp_connect(node: &Node) -> Result<TcpStream, ConnectError> {
+    let addr = known_hosts::host_port(&node.host, node.port);
+    let sockets: Vec<_> = tokio::net::lookup_host((node.host.as_str(), node.port))
+        .await
+        .map_err(|e| ConnectError::Dns {
+            host: node.host.clone(),
+            detail: e.to_string(),
+        })?
+        .collect();
+    let mut last_err = None;
+    for sa in sockets {
+        match TcpStream::connect(sa).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    match last_err {
+        Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err(ConnectError::Refused { addr })
+        }
+        e => Err(ConnectError::Network {
+            addr,
+            detail: e
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "no address".into()),
+        }),
     }
 }
 

@@ -46,6 +46,8 @@ pub enum ConnectError {
         fingerprint: String,
         recorded: String,
     },
+    #[error("via jump host {via}: {detail}")]
+    Jump { via: String, detail: String },
     #[error("host certificate of {host} refused: {detail}")]
     HostCertificate { host: String, detail: String },
     #[error(

@@ -121,24 +121,37 @@ impl Drop for Netns {
     }
 }
 
-/// Keys and config for an sshd of the test's own: returns (config path,
-/// client key, known_hosts line for `addr`).
-pub fn sshd_setup(dir: &Path, addr: Ipv4Addr, port: u16) -> (PathBuf, PathBuf, String) {
-    let keygen = |path: &Path| {
-        let ok = Command::new("/usr/bin/ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(path)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "ssh-keygen {}", path.display());
-    };
-    let (host, client) = (dir.join("ns_host_key"), dir.join("ns_client_key"));
+fn keygen(path: &Path) {
+    let ok = Command::new("/usr/bin/ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "ssh-keygen {}", path.display());
+}
+
+/// The client key all of the test's sshds accept (made once per `dir`).
+pub fn client_key(dir: &Path) -> PathBuf {
+    let client = dir.join("ns_client_key");
+    if !client.exists() {
+        keygen(&client);
+        std::fs::copy(
+            dir.join("ns_client_key.pub"),
+            dir.join("ns_authorized_keys"),
+        )
+        .expect("authorized_keys");
+    }
+    client
+}
+
+/// Host key and config for an sshd named `name` listening on `addr:port`:
+/// returns (config path, known_hosts line).
+pub fn sshd_setup(dir: &Path, name: &str, addr: Ipv4Addr, port: u16) -> (PathBuf, String) {
+    client_key(dir);
+    let host = dir.join(format!("{name}_host_key"));
     keygen(&host);
-    keygen(&client);
-    let auth = dir.join("ns_authorized_keys");
-    std::fs::copy(dir.join("ns_client_key.pub"), &auth).expect("authorized_keys");
-    let conf = dir.join("ns_sshd_config");
+    let conf = dir.join(format!("{name}_sshd_config"));
     std::fs::write(
         &conf,
         format!(
@@ -146,20 +159,17 @@ pub fn sshd_setup(dir: &Path, addr: Ipv4Addr, port: u16) -> (PathBuf, PathBuf, S
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile none\n\
              MaxStartups 100:30:100\nLogLevel VERBOSE\nUseDNS no\nSetEnv SHLVL=1\n",
             host.display(),
-            auth.display()
+            dir.join("ns_authorized_keys").display()
         ),
     )
     .expect("sshd_config");
-    let pubkey = std::fs::read_to_string(dir.join("ns_host_key.pub")).expect("host pub");
+    let pubkey =
+        std::fs::read_to_string(dir.join(format!("{name}_host_key.pub"))).expect("host pub");
     let words: Vec<&str> = pubkey.split_whitespace().collect();
     let host_part = if port == 22 {
         addr.to_string()
     } else {
         format!("[{addr}]:{port}")
     };
-    (
-        conf,
-        client,
-        format!("{host_part} {} {}", words[0], words[1]),
-    )
+    (conf, format!("{host_part} {} {}", words[0], words[1]))
 }

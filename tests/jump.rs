@@ -1,0 +1,145 @@
+//! Jump hosts: nodes reachable only from a bastion's network namespace.
+
+mod common;
+
+use common::cli::{Run, fleetfix, playbook, run};
+use common::netns::{Netns, client_key, sshd_setup};
+
+struct Site {
+    dir: tempfile::TempDir,
+    ns: Netns,
+    known_hosts: String,
+}
+
+/// A namespace with a bastion on its veth address and two inner sshds on
+/// its own loopback (127.0.0.1:2222 and :2223), which the runner cannot reach.
+fn site() -> Site {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ns = Netns::create();
+    let mut known_hosts = String::new();
+    for (name, addr, port) in [
+        ("bastion", ns.ns_ip, 22),
+        ("inner", std::net::Ipv4Addr::LOCALHOST, 2222),
+        ("deeper", std::net::Ipv4Addr::LOCALHOST, 2223),
+    ] {
+        let (conf, line) = sshd_setup(dir.path(), name, addr, port);
+        let log = dir.path().join(format!("{name}.log"));
+        ns.spawn(
+            "/usr/sbin/sshd",
+            &["-D", "-e", "-f", conf.to_str().expect("utf8")],
+            &log,
+        );
+        Netns::wait_for(&log, "Server listening");
+        known_hosts.push_str(&line);
+        known_hosts.push('\n');
+    }
+    Site {
+        dir,
+        ns,
+        known_hosts,
+    }
+}
+
+impl Site {
+    fn run(&self, inventory: &str, known_hosts: &str) -> Run {
+        let inv = self.dir.path().join("inventory.toml");
+        std::fs::write(&inv, inventory).expect("inventory");
+        let kh = self.dir.path().join("known_hosts");
+        std::fs::write(&kh, known_hosts).expect("known_hosts");
+        let pb = playbook(
+            self.dir.path(),
+            "pb.toml",
+            "name = \"jump\"\n[[steps]]\nrun = \"echo on $(hostname) via ${{ node.name }}\"\n",
+        );
+        run(fleetfix(self.dir.path())
+            .args(["run", "--output", "json", "-i"])
+            .arg(&inv)
+            .arg("--known-hosts")
+            .arg(&kh)
+            .arg(&pb))
+    }
+
+    fn inventory(&self, jump: &str) -> String {
+        let key = client_key(self.dir.path());
+        format!(
+            "[defaults]\nuser = \"root\"\nidentity_file = \"{key}\"\n\
+             [jump_hosts.bastion]\nhost = \"{bastion}\"\nuser = \"root\"\nidentity_file = \"{key}\"\n\
+             [nodes.inner]\nhost = \"127.0.0.1\"\nport = 2222\n{jump}\n\
+             [nodes.inner2]\nhost = \"127.0.0.1\"\nport = 2222\n{jump}\n",
+            key = key.display(),
+            bastion = self.ns.ns_ip,
+        )
+    }
+}
+
+fn statuses(out: &Run) -> Vec<(String, String, String)> {
+    out.events()
+        .into_iter()
+        .filter(|e| e["event"] == "node_finished")
+        .map(|e| {
+            (
+                e["node"].as_str().unwrap_or("").to_string(),
+                e["status"].as_str().unwrap_or("").to_string(),
+                e["error"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_behind_a_bastion_needs_the_jump() {
+    let site = site();
+    let out = site.run(&site.inventory("jump = \"bastion\""), &site.known_hosts);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    // Both nodes went through one bastion connection.
+    let bastion_log = std::fs::read_to_string(site.dir.path().join("bastion.log")).expect("log");
+    assert_eq!(
+        bastion_log.matches("Accepted publickey").count(),
+        1,
+        "{bastion_log}"
+    );
+
+    let out = site.run(&site.inventory(""), &site.known_hosts);
+    assert_eq!(
+        out.code,
+        6,
+        "without the jump the runner cannot reach it: {}",
+        out.dump()
+    );
+}
+
+#[test]
+fn a_two_hop_chain_works() {
+    let site = site();
+    let inv = format!(
+        "{}\n[nodes.deepest]\nhost = \"127.0.0.1\"\nport = 2223\njump = [\"bastion\", \"root@127.0.0.1:2222\"]\n",
+        site.inventory("jump = \"bastion\"")
+    );
+    let out = site.run(&inv, &site.known_hosts);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(
+        statuses(&out)
+            .iter()
+            .any(|(n, s, _)| n == "deepest" && s == "changed")
+    );
+}
+
+#[test]
+fn a_bastion_with_an_unknown_host_key_is_refused() {
+    let site = site();
+    let without_bastion: String = site
+        .known_hosts
+        .lines()
+        .skip(1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let out = site.run(&site.inventory("jump = \"bastion\""), &without_bastion);
+    assert_eq!(out.code, 6, "{}", out.dump());
+    for (node, status, error) in statuses(&out) {
+        assert_eq!(status, "unreachable", "{node}");
+        assert!(
+            error.contains("via jump host root@") && error.contains("unknown"),
+            "{error}"
+        );
+    }
+}
