@@ -143,3 +143,45 @@ fn a_bastion_with_an_unknown_host_key_is_refused() {
         );
     }
 }
+
+#[test]
+fn a_cut_link_makes_the_node_unreachable_within_30s() {
+    let site = site();
+    let key = client_key(site.dir.path());
+    // One node straight on the namespace's veth address; the link is cut
+    // mid-step, so only keepalives can tell the connection is gone.
+    let inv = format!(
+        "[nodes.cut]\nhost = \"{}\"\nuser = \"root\"\nidentity_file = \"{}\"\n",
+        site.ns.ns_ip,
+        key.display()
+    );
+    let inv_path = site.dir.path().join("cut.toml");
+    std::fs::write(&inv_path, inv).expect("inventory");
+    let kh = site.dir.path().join("known_hosts");
+    std::fs::write(&kh, &site.known_hosts).expect("known_hosts");
+    let pb = playbook(
+        site.dir.path(),
+        "long.toml",
+        "name = \"long\"\n[[steps]]\nname = \"long step\"\nrun = \"sleep 120\"\n",
+    );
+    let child = fleetfix(site.dir.path())
+        .args(["run", "--output", "json", "-i"])
+        .arg(&inv_path)
+        .arg("--known-hosts")
+        .arg(&kh)
+        .arg(&pb)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let cut = std::time::Instant::now();
+    site.ns.cut();
+    let out = Run::from(child.wait_with_output().expect("wait"));
+    let took = cut.elapsed();
+    assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
+    assert_eq!(out.code, 6, "{}", out.dump());
+    let st = statuses(&out);
+    assert_eq!(st[0].1, "unreachable", "{st:?}");
+    assert!(st[0].2.contains("long step"), "{st:?}");
+}

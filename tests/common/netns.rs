@@ -90,6 +90,14 @@ impl Netns {
         pid
     }
 
+    /// Cuts the link: the host side of the veth goes down, no FIN, no RST.
+    pub fn cut(&self) {
+        assert!(
+            ip(&["link", "set", &self.host_if, "down"]),
+            "ip link set down"
+        );
+    }
+
     /// Waits until `text` shows in `log`.
     pub fn wait_for(log: &Path, text: &str) {
         let start = Instant::now();
