@@ -186,12 +186,11 @@ pub async fn send_via<S: Session>(
     let fail = SendError::Failed;
     let url = reqwest::Url::parse(&req.url)
         .map_err(|e| fail(format!("`{}` is not a URL: {e}", req.url)))?;
-    if url.scheme() != "http" {
-        return Err(fail(format!(
-            "{}: only http:// URLs go through SSH so far; use via = \"runner\" for https",
-            req.url
-        )));
-    }
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        other => return Err(fail(format!("{}: `{other}` is not http or https", req.url))),
+    };
     let host = url
         .host_str()
         .ok_or_else(|| fail(format!("{}: no host", req.url)))?
@@ -204,63 +203,24 @@ pub async fn send_via<S: Session>(
                 fail(format!("the node could not connect to {host}:{port}: {m}"))
             }
         })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        if !tls {
+            return exchange(stream, &url, req, cap).await;
+        }
+        let config = tls_config(req.insecure_tls).map_err(fail)?;
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| fail(format!("`{host}` is not a TLS server name: {e}")))?;
+        let stream = tokio_rustls::TlsConnector::from(config)
+            .connect(name, stream)
             .await
             .map_err(|e| {
-                fail(format!(
-                    "HTTP handshake with {host}:{port} through SSH failed: {e}"
-                ))
+                let hint = if req.insecure_tls {
+                    ""
+                } else {
+                    " (a self-signed server needs insecure_tls = true)"
+                };
+                fail(format!("TLS error for {} through SSH: {e}{hint}", req.url))
             })?;
-        tokio::spawn(conn);
-        let path = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_string(),
-        };
-        let mut builder = hyper::Request::builder()
-            .method(req.method.as_str())
-            .uri(path)
-            .header(hyper::header::HOST, host_header(&url));
-        for (k, v) in &req.headers {
-            builder = builder.header(k.as_str(), v.as_str());
-        }
-        let body = Full::new(Bytes::from(req.body.clone().unwrap_or_default()));
-        let request = builder
-            .body(body)
-            .map_err(|e| fail(format!("bad request: {e}")))?;
-        let resp = sender.send_request(request).await.map_err(|e| {
-            fail(format!(
-                "{} {} through SSH failed: {e}",
-                req.method, req.url
-            ))
-        })?;
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let mut body = resp.into_body();
-        let mut kept = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| fail(format!("reading the body: {e}")))?;
-            if let Some(data) = frame.data_ref() {
-                let room = cap.saturating_sub(kept.len());
-                kept.extend_from_slice(&data[..room.min(data.len())]);
-                if kept.len() >= cap {
-                    break;
-                }
-            }
-        }
-        Ok(Response {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&kept).into_owned(),
-        })
+        exchange(stream, &url, req, cap).await
     };
     match tokio::time::timeout(req.timeout, work).await {
         Ok(r) => r,
@@ -270,6 +230,151 @@ pub async fn send_via<S: Session>(
             req.url,
             req.timeout.as_secs_f64()
         ))),
+    }
+}
+
+/// One HTTP/1.1 request over an open byte stream.
+async fn exchange<S>(
+    stream: S,
+    url: &reqwest::Url,
+    req: &Request,
+    cap: usize,
+) -> Result<Response, SendError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let fail = SendError::Failed;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| {
+            fail(format!(
+                "HTTP handshake with {} failed: {e}",
+                host_header(url)
+            ))
+        })?;
+    tokio::spawn(conn);
+    let path = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    let mut builder = hyper::Request::builder()
+        .method(req.method.as_str())
+        .uri(path)
+        .header(hyper::header::HOST, host_header(url));
+    for (k, v) in &req.headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    let body = Full::new(Bytes::from(req.body.clone().unwrap_or_default()));
+    let request = builder
+        .body(body)
+        .map_err(|e| fail(format!("bad request: {e}")))?;
+    let resp = sender.send_request(request).await.map_err(|e| {
+        fail(format!(
+            "{} {} through SSH failed: {e}",
+            req.method, req.url
+        ))
+    })?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = resp.into_body();
+    let mut kept = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| fail(format!("reading the body: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            let room = cap.saturating_sub(kept.len());
+            kept.extend_from_slice(&data[..room.min(data.len())]);
+            if kept.len() >= cap {
+                break;
+            }
+        }
+    }
+    Ok(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&kept).into_owned(),
+    })
+}
+
+/// rustls for HTTPS through SSH: the system's roots, or no verification at
+/// all when a check says `insecure_tls = true`.
+fn tls_config(insecure: bool) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let mut config = if insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+            .with_no_client_auth()
+    } else {
+        use rustls_platform_verifier::BuilderVerifierExt;
+        builder
+            .with_platform_verifier()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// `insecure_tls = true`: any certificate, but the handshake signatures
+/// are still checked.
+#[derive(Debug)]
+struct AcceptAnyCert(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
