@@ -45,7 +45,7 @@ name = "upload"
 port = 8088
 [[steps]]
 name = "config"
-upload = { src = "relay.conf", dest = "${{ marker_dir }}/relay.conf", mode = "0640", template = true }
+upload = { src = "relay.conf", dest = "${{ marker_dir }}/relay.conf", mode = "0640", owner = "root:root", template = true }
 "#,
     );
     let out = run_json(&fleet, &pb, &[]);
