@@ -150,21 +150,10 @@ impl Clients {
         }
         let mut resp = builder.send().await.map_err(|e| describe_error(&e, req))?;
         let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = header_pairs(resp.headers());
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| chain(&e))? {
-            let room = cap.saturating_sub(body.len());
-            body.extend_from_slice(&chunk[..room.min(chunk.len())]);
-            if body.len() >= cap {
+            if keep(&mut body, &chunk, cap) {
                 break;
             }
         }
@@ -275,26 +264,15 @@ where
         ))
     })?;
     let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = header_pairs(resp.headers());
     let mut body = resp.into_body();
     let mut kept = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| fail(format!("reading the body: {e}")))?;
-        if let Some(data) = frame.data_ref() {
-            let room = cap.saturating_sub(kept.len());
-            kept.extend_from_slice(&data[..room.min(data.len())]);
-            if kept.len() >= cap {
-                break;
-            }
+        if let Some(data) = frame.data_ref()
+            && keep(&mut kept, data, cap)
+        {
+            break;
         }
     }
     Ok(Response {
@@ -376,6 +354,25 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// Response headers as (lower-case name, value) pairs.
+fn header_pairs(map: &hyper::HeaderMap) -> Vec<(String, String)> {
+    map.iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Appends what fits under `cap`; true once the body is full.
+fn keep(kept: &mut Vec<u8>, data: &[u8], cap: usize) -> bool {
+    let room = cap.saturating_sub(kept.len());
+    kept.extend_from_slice(&data[..room.min(data.len())]);
+    kept.len() >= cap
 }
 
 /// `host` or `host:port` as the Host header wants it.
