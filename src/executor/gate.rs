@@ -97,11 +97,13 @@ async fn once<C: Connector>(
                 Err(e) => Some(e.to_string()),
             }
         }
-        GateRun::Http(req) => match shared.http.send(req, shared.opts.output_cap).await {
-            Ok(resp) => http_expect
-                .check(&resp)
-                .map(|why| format!("{why}\n{}", resp.describe())),
-            Err(e) => Some(e.to_string()),
-        },
+        GateRun::Http(req) => {
+            match async { shared.http()?.send(req, shared.opts.output_cap).await }.await {
+                Ok(resp) => http_expect
+                    .check(&resp)
+                    .map(|why| format!("{why}\n{}", resp.describe())),
+                Err(e) => Some(e.to_string()),
+            }
+        }
     }
 }

@@ -59,7 +59,9 @@ struct Shared<C> {
     connector: Arc<C>,
     events: EventSink,
     opts: ExecOptions,
-    http: Arc<http::Clients>,
+    /// Built on first use: loading the system's roots costs time a run
+    /// without HTTP checks should not pay.
+    http: std::sync::OnceLock<Result<http::Clients, String>>,
     /// Cancelled when a budget is spent or a gate fails (or on interrupt).
     stop_nodes: CancellationToken,
     failed: AtomicUsize,
@@ -68,6 +70,14 @@ struct Shared<C> {
 }
 
 impl<C> Shared<C> {
+    /// The HTTP clients, or why they cannot be built (no usable TLS roots).
+    fn http(&self) -> Result<&http::Clients, http::SendError> {
+        self.http
+            .get_or_init(http::Clients::new)
+            .as_ref()
+            .map_err(|e| http::SendError::Failed(format!("cannot set up HTTPS: {e}")))
+    }
+
     fn stop(&self, why: String) {
         let mut stopped = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
         if stopped.is_none() {
@@ -119,16 +129,12 @@ pub async fn run<C: Connector>(
     opts: ExecOptions,
 ) -> Summary {
     let started = Instant::now();
-    let http = match http::Clients::new() {
-        Ok(c) => Arc::new(c),
-        Err(e) => unreachable!("the HTTP client builds with fixed settings: {e}"),
-    };
     let stop_nodes = opts.control.interrupt.child_token();
     let shared = Arc::new(Shared {
         job: job.clone(),
         connector,
         events: events.clone(),
-        http,
+        http: std::sync::OnceLock::new(),
         stop_nodes,
         failed: AtomicUsize::new(0),
         unreachable: AtomicUsize::new(0),

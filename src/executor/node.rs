@@ -356,7 +356,7 @@ impl<C: Connector> NodeRun<'_, C> {
             if *via_ssh {
                 crate::http::send_via(self.session, req, cap).await
             } else {
-                self.shared.http.send(req, cap).await
+                self.shared.http()?.send(req, cap).await
             }
         };
         let resp = tokio::select! {
