@@ -6,25 +6,16 @@ mod common;
 use std::time::Duration;
 
 use common::Fleet;
-use common::cli::{Run, fleetfix, playbook, run};
+use common::cli::{Run, fleetfix, playbook, run, run_json_on};
 use common::http::CannedServer;
 use serde_json::Value;
 
 fn run_json(fleet: &Fleet, pb: &std::path::Path) -> Run {
-    let inv = fleet.write_inventory(&[]);
-    run(fleetfix(fleet.dir())
-        .args(["run", "--output", "json", "-i"])
-        .arg(&inv)
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts())
-        .arg(pb))
+    run_json_on(fleet, &fleet.write_inventory(&[]), pb, &[])
 }
 
 fn steps(out: &Run) -> Vec<Value> {
-    out.events()
-        .into_iter()
-        .filter(|e| e["event"] == "step_finished")
-        .collect()
+    out.of_kind("step_finished")
 }
 
 #[test]

@@ -306,17 +306,7 @@ fn login_with_an_openssh_user_certificate() {
     // A CA the fleet's sshd trusts, and a client key sshd knows only
     // through the certificate the CA signed for it.
     let ca_dir = tempfile::tempdir().expect("tempdir");
-    let keygen = |args: &[&str]| {
-        let out = std::process::Command::new("/usr/bin/ssh-keygen")
-            .args(args)
-            .output()
-            .expect("ssh-keygen");
-        assert!(
-            out.status.success(),
-            "ssh-keygen {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let keygen = common::cli::ssh_keygen;
     let ca = ca_dir.path().join("ca");
     let key = ca_dir.path().join("certified");
     keygen(&[
@@ -377,17 +367,7 @@ fn login_with_an_openssh_user_certificate() {
 #[test]
 fn a_host_certificate_is_accepted_through_cert_authority() {
     let ca_dir = tempfile::tempdir().expect("tempdir");
-    let keygen = |args: &[&str]| {
-        let out = std::process::Command::new("/usr/bin/ssh-keygen")
-            .args(args)
-            .output()
-            .expect("ssh-keygen");
-        assert!(
-            out.status.success(),
-            "ssh-keygen {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let keygen = common::cli::ssh_keygen;
     let ca = ca_dir.path().join("host_ca");
     keygen(&[
         "-q",

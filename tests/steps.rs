@@ -6,23 +6,15 @@ mod common;
 use std::process::{Command, Stdio};
 
 use common::Fleet;
-use common::cli::{Run, fleetfix, playbook, run};
+use common::cli::{Run, fleetfix, playbook, run, run_json_on};
 use serde_json::Value;
 
 fn run_json(fleet: &Fleet, inv: &std::path::Path, pb: &std::path::Path) -> Run {
-    run(fleetfix(fleet.dir())
-        .args(["run", "--output", "json", "-i"])
-        .arg(inv)
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts())
-        .arg(pb))
+    run_json_on(fleet, inv, pb, &[])
 }
 
 fn steps(out: &Run) -> Vec<Value> {
-    out.events()
-        .into_iter()
-        .filter(|e| e["event"] == "step_finished")
-        .collect()
+    out.of_kind("step_finished")
 }
 
 #[test]

@@ -6,24 +6,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::Fleet;
-use common::cli::{Run, fleetfix, playbook, run};
+use common::cli::{Run, fleetfix, playbook, run_json_on};
 use serde_json::Value;
 
 fn run_json(fleet: &Fleet, pb: &std::path::Path, extra: &[&str]) -> Run {
-    let inv = fleet.write_inventory(&[]);
-    run(fleetfix(fleet.dir())
-        .args(["run", "--output", "json", "-i"])
-        .arg(&inv)
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts())
-        .args(extra)
-        .arg(pb))
+    run_json_on(fleet, &fleet.write_inventory(&[]), pb, extra)
 }
 
 fn statuses(out: &Run) -> Vec<String> {
-    out.events()
+    out.of_kind("step_finished")
         .into_iter()
-        .filter(|e| e["event"] == "step_finished")
         .map(|e: Value| e["status"].as_str().unwrap_or("").to_string())
         .collect()
 }

@@ -40,6 +40,14 @@ impl Run {
             .collect()
     }
 
+    /// The events of one kind (`step_finished`, `node_finished`, …).
+    pub fn of_kind(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == kind)
+            .collect()
+    }
+
     pub fn dump(&self) -> String {
         format!(
             "exit {}\n--- stdout\n{}\n--- stderr\n{}",
@@ -58,4 +66,28 @@ pub fn playbook(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write playbook");
     p
+}
+
+/// `fleetfix run --output json` on `fleet`'s nodes, trusting its known_hosts.
+pub fn run_json_on(fleet: &super::Fleet, inv: &Path, pb: &Path, extra: &[&str]) -> Run {
+    run(fleetfix(fleet.dir())
+        .args(["run", "--output", "json", "-i"])
+        .arg(inv)
+        .arg("--known-hosts")
+        .arg(fleet.known_hosts())
+        .args(extra)
+        .arg(pb))
+}
+
+/// Runs `/usr/bin/ssh-keygen ARGS`, failing the test with its stderr.
+pub fn ssh_keygen(args: &[&str]) {
+    let out = Command::new("/usr/bin/ssh-keygen")
+        .args(args)
+        .output()
+        .expect("ssh-keygen");
+    assert!(
+        out.status.success(),
+        "ssh-keygen {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
