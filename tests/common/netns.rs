@@ -124,6 +124,21 @@ impl Drop for Netns {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // sshd's session processes live on in the namespace: end them too,
+        // by the pids `ip netns pids` reports.
+        if let Ok(out) = Command::new("/usr/sbin/ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
         ip(&["netns", "del", &self.name]);
         ip(&["link", "del", &self.host_if]);
     }
