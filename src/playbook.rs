@@ -235,7 +235,7 @@ pub struct Expect {
     pub body_not_contains: Option<Text>,
 }
 
-/// An HTTP request (gates now, `http` steps later share it).
+/// An HTTP request, of an `http` step or a gate.
 #[derive(Debug, Clone)]
 pub struct HttpSpec {
     pub url: Text,
@@ -471,21 +471,7 @@ fn convert_step(
             .transpose()
     };
     let is_http = matches!(action, Action::Http { .. });
-    let e = raw.expect.get_ref();
-    if !is_http && e.has_http_checks() {
-        return Err(Error::at(
-            source.locate(raw.expect.span()),
-            "status, headers and body checks belong to http steps",
-            "for a command, expect `exit`, `stdout_contains`, `stdout_regex` or `stderr_not_contains`",
-        ));
-    }
-    if is_http && e.has_command_checks() {
-        return Err(Error::at(
-            source.locate(raw.expect.span()),
-            "exit and stdout checks belong to commands, not HTTP",
-            "expect `status`, `headers`, `body_contains` or `body_not_contains`",
-        ));
-    }
+    check_expect_kind(source, &raw.expect, is_http, "steps")?;
     if let (true, Some(u)) = (is_http, &raw.unless) {
         return Err(Error::at(
             source.locate(u.span()),
@@ -612,6 +598,31 @@ fn convert_upload(source: &SourceFile, raw: &RawUpload) -> Result<UploadSpec, Er
         mode,
         owner: raw.owner.as_ref().map(Text::from),
     })
+}
+
+/// An `expect` may only hold the checks of its kind: HTTP ones for http
+/// steps and gates, command ones for the rest.
+fn check_expect_kind(
+    source: &SourceFile,
+    expect: &Spanned<RawExpect>,
+    http: bool,
+    what: &str,
+) -> Result<(), Error> {
+    let e = expect.get_ref();
+    let (message, hint) = if http && e.has_command_checks() {
+        (
+            "exit and stdout checks belong to commands, not HTTP".to_string(),
+            "expect `status`, `headers`, `body_contains` or `body_not_contains`",
+        )
+    } else if !http && e.has_http_checks() {
+        (
+            format!("status, headers and body checks belong to http {what}"),
+            "for a command, expect `exit`, `stdout_contains`, `stdout_regex` or `stderr_not_contains`",
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Error::at(source.locate(expect.span()), message, hint))
 }
 
 fn retries(source: &SourceFile, r: &Spanned<u32>) -> Result<u32, Error> {
@@ -766,23 +777,11 @@ fn convert_gate(source: &SourceFile, spanned: &Spanned<RawGate>) -> Result<Gate,
                     "remove `via`, or check the node itself in a step with via = \"ssh\"",
                 ));
             }
-            if raw.expect.get_ref().has_command_checks() {
-                return Err(Error::at(
-                    source.locate(raw.expect.span()),
-                    "exit and stdout checks belong to commands, not HTTP",
-                    "expect `status`, `headers`, `body_contains` or `body_not_contains`",
-                ));
-            }
+            check_expect_kind(source, &raw.expect, true, "gates")?;
             GateCheck::Http(convert_http(source, http)?)
         }
         (None, Some(local)) => {
-            if raw.expect.get_ref().has_http_checks() {
-                return Err(Error::at(
-                    source.locate(raw.expect.span()),
-                    "status, headers and body checks belong to http gates",
-                    "for a command, expect `exit`, `stdout_contains`, `stdout_regex` or `stderr_not_contains`",
-                ));
-            }
+            check_expect_kind(source, &raw.expect, false, "gates")?;
             GateCheck::Local {
                 script: Text::from(local),
                 shell: raw.shell.clone().unwrap_or_else(|| "sh".to_string()),
