@@ -13,6 +13,39 @@ pub struct Netns {
     pub host_ip: Ipv4Addr,
     pub ns_ip: Ipv4Addr,
     children: Vec<Child>,
+    /// Holds subnet 10.231.X.0/30 for this namespace's lifetime; the kernel
+    /// drops the lock if the test process dies.
+    _subnet: std::fs::File,
+}
+
+/// Claims a free subnet number: an flock per number, so parallel test
+/// processes never pick the same one (two veths with one address route
+/// to whichever came first).
+fn claim_subnet() -> (u8, std::fs::File) {
+    let dir = std::env::temp_dir().join("fleetfix-test-subnets");
+    std::fs::create_dir_all(&dir).expect("subnet lock dir");
+    let in_use = Command::new("/usr/sbin/ip")
+        .args(["-4", "-o", "addr", "show"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let start = (std::process::id() % 250) as u8;
+    for i in 0..250u16 {
+        let x = ((start as u16 + i) % 250) as u8 + 1;
+        if in_use.contains(&format!(" 10.231.{x}.")) {
+            continue;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(x.to_string()))
+            .expect("subnet lock file");
+        if file.try_lock().is_ok() {
+            return (x, file);
+        }
+    }
+    panic!("no free 10.231.X.0/30 subnet for a test namespace");
 }
 
 fn ip(args: &[&str]) -> bool {
@@ -26,15 +59,10 @@ fn ip(args: &[&str]) -> bool {
 }
 
 impl Netns {
-    /// A fresh namespace; retries another subnet if one is taken.
+    /// A fresh namespace on a subnet no other test holds.
     pub fn create() -> Netns {
-        for attempt in 0..20u32 {
-            let seed = (std::process::id() ^ attempt.wrapping_mul(2654435761)) as u64
-                ^ std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.subsec_nanos() as u64)
-                    .unwrap_or(0);
-            let x = (seed % 250) as u8 + 1;
+        for _ in 0..20u32 {
+            let (x, subnet) = claim_subnet();
             let name = format!("fftest-{}-{x}", std::process::id());
             let host_if = format!("ffh{}x{x}", std::process::id() % 100_000);
             let ns_if = format!("ffn{}x{x}", std::process::id() % 100_000);
@@ -66,6 +94,7 @@ impl Netns {
                     host_ip,
                     ns_ip,
                     children: Vec::new(),
+                    _subnet: subnet,
                 };
             }
             ip(&["netns", "del", &name]);
