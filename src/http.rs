@@ -66,8 +66,8 @@ impl Response {
 pub struct Expect {
     pub status: Vec<u16>,
     pub headers: Vec<(String, String)>,
-    pub body_contains: Option<String>,
-    pub body_not_contains: Option<String>,
+    pub body_contains: Vec<String>,
+    pub body_not_contains: Vec<String>,
 }
 
 impl Expect {
@@ -92,13 +92,17 @@ impl Expect {
                 }
             }
         }
-        if let Some(want) = &self.body_contains
-            && !r.body.contains(want.as_str())
+        if let Some(want) = self
+            .body_contains
+            .iter()
+            .find(|w| !r.body.contains(w.as_str()))
         {
             return Some(format!("body does not contain `{want}`"));
         }
-        if let Some(bad) = &self.body_not_contains
-            && r.body.contains(bad.as_str())
+        if let Some(bad) = self
+            .body_not_contains
+            .iter()
+            .find(|b| r.body.contains(b.as_str()))
         {
             return Some(format!("body contains `{bad}`"));
         }
@@ -441,9 +445,12 @@ mod tests {
         let why = e.check(&r).expect("mismatch");
         assert!(why.contains("expected `0.2.0`, got `0.1.0`"), "{why}");
         e.headers.clear();
-        e.body_not_contains = Some("ok".into());
-        assert!(e.check(&r).is_some_and(|w| w.contains("body contains")));
-        e.body_not_contains = None;
+        e.body_not_contains = vec!["error".into(), "ok".into()];
+        assert!(
+            e.check(&r)
+                .is_some_and(|w| w.contains("body contains `ok`"))
+        );
+        e.body_not_contains.clear();
         e.status = vec![204];
         assert!(
             e.check(&r)

@@ -57,9 +57,9 @@ pub struct RenderedStep {
 #[derive(Debug, Clone, Default)]
 pub struct RenderedExpect {
     pub exit: Vec<i32>,
-    pub stdout_contains: Option<String>,
+    pub stdout_contains: Vec<String>,
     pub stdout_regex: Option<Regex>,
-    pub stderr_not_contains: Option<String>,
+    pub stderr_not_contains: Vec<String>,
 }
 
 /// Timeout of an HTTP check that sets none.
@@ -335,6 +335,12 @@ impl Job {
                 .map_err(|err| template::error_at(src, t, &err, "`expect`"))
         };
         let opt = |field: &str, t: &Option<Text>| t.as_ref().map(|t| text(field, t)).transpose();
+        let all = |field: &str, ts: &[Text]| {
+            ts.iter()
+                .enumerate()
+                .map(|(i, t)| text(&format!("{field}.{i}"), t))
+                .collect::<Result<Vec<_>, _>>()
+        };
         let stdout_regex = match (&e.stdout_regex, opt("stdout_regex", &e.stdout_regex)?) {
             (Some(t), Some(re)) => Some(RegexBuilder::new(&re).multi_line(true).build().map_err(|err| {
                 let e = Error::at(
@@ -353,15 +359,15 @@ impl Job {
         }
         let command = RenderedExpect {
             exit: e.exit.clone(),
-            stdout_contains: opt("stdout_contains", &e.stdout_contains)?,
+            stdout_contains: all("stdout_contains", &e.stdout_contains)?,
             stdout_regex,
-            stderr_not_contains: opt("stderr_not_contains", &e.stderr_not_contains)?,
+            stderr_not_contains: all("stderr_not_contains", &e.stderr_not_contains)?,
         };
         let web = http::Expect {
             status: e.status.clone(),
             headers,
-            body_contains: opt("body_contains", &e.body_contains)?,
-            body_not_contains: opt("body_not_contains", &e.body_not_contains)?,
+            body_contains: all("body_contains", &e.body_contains)?,
+            body_not_contains: all("body_not_contains", &e.body_not_contains)?,
         };
         Ok((command, web))
     }
@@ -532,15 +538,17 @@ fn add_expect(
     e: &Expect,
 ) -> Result<(), Error> {
     let mut fields: Vec<(String, &Text)> = Vec::new();
-    for (name, v) in [
+    if let Some(v) = &e.stdout_regex {
+        fields.push(("stdout_regex".to_string(), v));
+    }
+    for (name, vs) in [
         ("stdout_contains", &e.stdout_contains),
-        ("stdout_regex", &e.stdout_regex),
         ("stderr_not_contains", &e.stderr_not_contains),
         ("body_contains", &e.body_contains),
         ("body_not_contains", &e.body_not_contains),
     ] {
-        if let Some(v) = v {
-            fields.push((name.to_string(), v));
+        for (i, v) in vs.iter().enumerate() {
+            fields.push((format!("{name}.{i}"), v));
         }
     }
     for (k, v) in &e.headers {

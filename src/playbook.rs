@@ -108,18 +108,40 @@ enum OneOrMany {
     Many(Vec<i32>),
 }
 
+/// One text or a list of them (`body_not_contains = ["error", "failed"]`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Strings {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The texts of a one-or-list field; all carry the field's span (serde's
+/// untagged enums cannot keep spans of their own).
+fn texts(v: &Option<Spanned<Strings>>) -> Vec<Text> {
+    let Some(v) = v else { return Vec::new() };
+    let text = |t: &String| Text {
+        text: t.clone(),
+        span: v.span(),
+    };
+    match v.get_ref() {
+        Strings::One(t) => vec![text(t)],
+        Strings::Many(ts) => ts.iter().map(text).collect(),
+    }
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawExpect {
     exit: Option<OneOrMany>,
-    stdout_contains: Option<Spanned<String>>,
+    stdout_contains: Option<Spanned<Strings>>,
     stdout_regex: Option<Spanned<String>>,
-    stderr_not_contains: Option<Spanned<String>>,
+    stderr_not_contains: Option<Spanned<Strings>>,
     status: Option<OneOrMany>,
     #[serde(default)]
     headers: IndexMap<String, Spanned<String>>,
-    body_contains: Option<Spanned<String>>,
-    body_not_contains: Option<Spanned<String>>,
+    body_contains: Option<Spanned<Strings>>,
+    body_not_contains: Option<Spanned<Strings>>,
 }
 
 fn no_retries() -> Spanned<u32> {
@@ -225,14 +247,14 @@ impl Action {
 #[derive(Debug, Clone, Default)]
 pub struct Expect {
     pub exit: Vec<i32>,
-    pub stdout_contains: Option<Text>,
+    pub stdout_contains: Vec<Text>,
     pub stdout_regex: Option<Text>,
-    pub stderr_not_contains: Option<Text>,
+    pub stderr_not_contains: Vec<Text>,
     pub status: Vec<u16>,
     /// Header name (lower-case) → exact value.
     pub headers: IndexMap<String, Text>,
-    pub body_contains: Option<Text>,
-    pub body_not_contains: Option<Text>,
+    pub body_contains: Vec<Text>,
+    pub body_not_contains: Vec<Text>,
 }
 
 /// An HTTP request, of an `http` step or a gate.
@@ -662,17 +684,17 @@ fn convert_expect_unchecked(raw: &RawExpect) -> Expect {
     let exit = codes(&raw.exit);
     Expect {
         exit: if exit.is_empty() { vec![0] } else { exit },
-        stdout_contains: raw.stdout_contains.as_ref().map(Text::from),
+        stdout_contains: texts(&raw.stdout_contains),
         stdout_regex: raw.stdout_regex.as_ref().map(Text::from),
-        stderr_not_contains: raw.stderr_not_contains.as_ref().map(Text::from),
+        stderr_not_contains: texts(&raw.stderr_not_contains),
         status: codes(&raw.status).into_iter().map(|c| c as u16).collect(),
         headers: raw
             .headers
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), Text::from(v)))
             .collect(),
-        body_contains: raw.body_contains.as_ref().map(Text::from),
-        body_not_contains: raw.body_not_contains.as_ref().map(Text::from),
+        body_contains: texts(&raw.body_contains),
+        body_not_contains: texts(&raw.body_not_contains),
     }
 }
 
@@ -876,6 +898,19 @@ mod tests {
             "{}",
             err.render()
         );
+    }
+
+    #[test]
+    fn contains_checks_take_one_text_or_a_list() {
+        let pb = load(
+            "name = \"x\"\n[[steps]]\nhttp = { url = \"http://h/\" }\n\
+             expect = { body_contains = \"ok\", body_not_contains = [\"error\", \"failed\"] }\n",
+        )
+        .expect("valid");
+        let e = &pb.steps[0].expect;
+        let words = |ts: &[Text]| ts.iter().map(|t| t.text.clone()).collect::<Vec<_>>();
+        assert_eq!(words(&e.body_contains), ["ok"]);
+        assert_eq!(words(&e.body_not_contains), ["error", "failed"]);
     }
 
     #[test]

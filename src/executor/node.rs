@@ -515,8 +515,10 @@ pub(super) fn check_expect(
         return Some(format!("exit code {code}, expected {}", list(&e.exit)));
     }
     let stdout = String::from_utf8_lossy(&out.stdout.bytes);
-    if let Some(want) = &e.stdout_contains
-        && !stdout.contains(want.as_str())
+    if let Some(want) = e
+        .stdout_contains
+        .iter()
+        .find(|w| !stdout.contains(w.as_str()))
     {
         return Some(format!("stdout does not contain `{want}`"));
     }
@@ -525,8 +527,10 @@ pub(super) fn check_expect(
     {
         return Some(format!("stdout does not match /{}/", re.as_str()));
     }
-    if let Some(bad) = &e.stderr_not_contains
-        && stderr.contains(bad.as_str())
+    if let Some(bad) = e
+        .stderr_not_contains
+        .iter()
+        .find(|b| stderr.contains(b.as_str()))
     {
         return Some(format!("stderr contains `{bad}`"));
     }
@@ -588,8 +592,8 @@ mod tests {
     #[test]
     fn expectations_compose() {
         let mut r = expecting(vec![0, 3]);
-        r.expect.stdout_contains = Some("ready".into());
-        r.expect.stderr_not_contains = Some("error".into());
+        r.expect.stdout_contains = vec!["ready".into()];
+        r.expect.stderr_not_contains = vec!["error".into()];
         assert_eq!(check(&output(3, "ready\n", ""), &r, None, false), None);
         assert!(
             check(&output(1, "ready", ""), &r, None, false)
