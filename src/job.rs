@@ -35,6 +35,9 @@ pub struct JobOptions {
     pub run_id: String,
     /// Run only these nodes (`--resume`: those that did not finish ok).
     pub only: Option<std::collections::HashSet<String>>,
+    /// Whether every secret must be set (a run), or may be missing (`check`,
+    /// `plan`: a warning).
+    pub secrets_required: bool,
 }
 
 /// A step's templates rendered for one node.
@@ -122,7 +125,8 @@ impl Job {
             id: opts.run_id.clone(),
             playbook: playbook.name.clone(),
         };
-        let secret_values = secrets::resolve(&playbook.secrets, &playbook.source)?;
+        let (secret_values, secret_warnings) =
+            secrets::resolve(&playbook.secrets, &playbook.source, opts.secrets_required)?;
         let masker = Arc::new(Masker::new(secret_values.iter().map(|(_, v)| v.as_str())));
         let layers = Layers {
             playbook: &playbook.vars,
@@ -141,7 +145,7 @@ impl Job {
             .unwrap_or(DEFAULT_CONCURRENCY)
             .max(1);
         let job = Job {
-            warnings: quote_warnings(&playbook),
+            warnings: [secret_warnings, quote_warnings(&playbook)].concat(),
             playbook,
             nodes,
             node_vars,

@@ -10,25 +10,40 @@ use crate::template::shell_quote;
 /// What every secret is replaced with.
 pub const MASK: &str = "******";
 
-/// Reads each secret's environment variable; a missing one is bad input.
-pub fn resolve(specs: &[SecretSpec], source: &SourceFile) -> Result<Vec<(String, String)>, Error> {
-    specs
-        .iter()
-        .map(|s| match std::env::var(&s.env) {
-            Ok(v) if !v.is_empty() => Ok((s.name.clone(), v)),
-            _ => Err(Error::at(
-                source.locate(s.span.clone()),
-                format!(
-                    "secret `{}` needs the environment variable {}, which is not set",
-                    s.name, s.env
-                ),
-                format!(
-                    "export {}=… on the runner before the run (it is never written anywhere)",
-                    s.env
-                ),
-            )),
-        })
-        .collect()
+/// Reads each secret's environment variable. A missing one is bad input
+/// when the secrets are `required` (a run); otherwise (`check`, `plan`,
+/// which send nothing) it stands in as `******` and yields a warning.
+pub fn resolve(
+    specs: &[SecretSpec],
+    source: &SourceFile,
+    required: bool,
+) -> Result<(Vec<(String, String)>, Vec<String>), Error> {
+    let mut values = Vec::new();
+    let mut warnings = Vec::new();
+    for s in specs {
+        match std::env::var(&s.env) {
+            Ok(v) if !v.is_empty() => values.push((s.name.clone(), v)),
+            _ => {
+                let err = Error::at(
+                    source.locate(s.span.clone()),
+                    format!(
+                        "secret `{}` needs the environment variable {}, which is not set",
+                        s.name, s.env
+                    ),
+                    format!(
+                        "export {}=… on the runner before the run (it is never written anywhere)",
+                        s.env
+                    ),
+                );
+                if required {
+                    return Err(err);
+                }
+                warnings.push(format!("warning: {}", err.one_line()));
+                values.push((s.name.clone(), MASK.to_string()));
+            }
+        }
+    }
+    Ok((values, warnings))
 }
 
 /// Replaces secret values in text. Built once per run.

@@ -157,7 +157,8 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 /// Places where `${{` stands inside a quoted shell string (1-based line, col):
-/// the value is already quoted, so extra quotes change its meaning.
+/// the value is already quoted, so extra quotes change its meaning. An
+/// insertion ending in `| raw` is verbatim on purpose and may sit in quotes.
 pub fn quoted_insertions(script: &str) -> Vec<(usize, usize)> {
     let mut found = Vec::new();
     for (lineno, line) in script.lines().enumerate() {
@@ -168,12 +169,14 @@ pub fn quoted_insertions(script: &str) -> Vec<(usize, usize)> {
         while i < chars.len() {
             let (byte, c) = chars[i];
             if c == '$' && at(i + 1) == Some('{') && at(i + 2) == Some('{') {
-                if quote.is_some() {
+                let end = line[byte..].find("}}").map(|e| byte + e);
+                let raw = end.is_some_and(|e| is_raw(&line[byte + 3..e]));
+                if quote.is_some() && !raw {
                     found.push((lineno + 1, byte + 1));
                 }
                 // Skip to the closing `}}`.
-                i = match line[byte..].find("}}") {
-                    Some(e) => chars.partition_point(|&(b, _)| b < byte + e + 2),
+                i = match end {
+                    Some(e) => chars.partition_point(|&(b, _)| b < e + 2),
                     None => i + 3,
                 };
                 continue;
@@ -190,6 +193,12 @@ pub fn quoted_insertions(script: &str) -> Vec<(usize, usize)> {
         }
     }
     found
+}
+
+/// Whether an insertion's expression ends in the `raw` filter.
+fn is_raw(expr: &str) -> bool {
+    expr.rsplit_once('|')
+        .is_some_and(|(_, filter)| filter.trim() == "raw")
 }
 
 /// Where a template error sits in the playbook file.
@@ -365,5 +374,6 @@ mod tests {
             vec![(1, 7), (2, 9)]
         );
         assert!(quoted_insertions("echo ${{ x }} 'lit' \"${HOME}\"").is_empty());
+        assert!(quoted_insertions("echo \"port ${{ p | raw }}\"").is_empty());
     }
 }

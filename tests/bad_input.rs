@@ -339,6 +339,34 @@ fn check_warns_about_quoted_insertions() {
 }
 
 #[test]
+fn an_unset_secret_stops_a_run_but_only_warns_in_check_and_plan() {
+    let case = Case::new();
+    case.write(
+        "s.toml",
+        "name = \"x\"\n[secrets]\ntoken = { env = \"FLEETFIX_TEST_UNSET_TOKEN\" }\n\
+         [[steps]]\nenv = { T = \"${{ secret.token }}\" }\nrun = \"true\"\n",
+    );
+    for cmd in ["check", "plan"] {
+        let out = case.fleetfix(&[cmd, "s.toml"]);
+        assert_eq!(out.code, 0, "{}", out.dump());
+        assert!(
+            out.stderr
+                .contains("warning: s.toml:3:9: secret `token` needs")
+                && out.stderr.contains("FLEETFIX_TEST_UNSET_TOKEN"),
+            "{}",
+            out.dump()
+        );
+    }
+    let out = case.fleetfix(&["run", "s.toml"]);
+    assert_bad(
+        &out,
+        "s.toml",
+        Some(3),
+        "FLEETFIX_TEST_UNSET_TOKEN, which is not set",
+    );
+}
+
+#[test]
 fn non_ascii_text_and_escapes_never_panic() {
     let case = Case::new();
     case.write(

@@ -40,7 +40,7 @@ pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<i32, Error> {
         Some(id) => Some(unfinished_in(&state, id, &pb.name)?),
         None => None,
     };
-    let job = Arc::new(prepare(pb, args.common, only)?);
+    let job = Arc::new(prepare(pb, args.common, only, true)?);
     let kh_path = args
         .conn
         .known_hosts

@@ -11,7 +11,7 @@ use crate::playbook::{Action, Playbook};
 use crate::vars;
 
 pub(super) fn check(path: &Path, common: &Common) -> Result<i32, Error> {
-    let job = prepare(Playbook::load(path)?, common, None)?;
+    let job = prepare(Playbook::load(path)?, common, None, false)?;
     for w in &job.warnings {
         eprintln!("{w}");
     }
@@ -26,7 +26,7 @@ pub(super) fn check(path: &Path, common: &Common) -> Result<i32, Error> {
 }
 
 pub(super) fn plan(path: &Path, common: &Common) -> Result<i32, Error> {
-    let job = prepare(Playbook::load(path)?, common, None)?;
+    let job = prepare(Playbook::load(path)?, common, None, false)?;
     for w in &job.warnings {
         eprintln!("{w}");
     }

@@ -131,11 +131,13 @@ pub fn new_run_id() -> String {
     format!("{now}-{:04x}", rand::random::<u16>())
 }
 
-/// Loads inventory and playbook and validates them into a job.
+/// Loads inventory and playbook and validates them into a job; a run
+/// (`for_run`) needs every secret set, `check` and `plan` only warn.
 fn prepare(
     playbook: Playbook,
     common: &Common,
     only: Option<std::collections::HashSet<String>>,
+    for_run: bool,
 ) -> Result<Job, Error> {
     let inventory = Inventory::load(&inventory_path(common))?;
     let opts = JobOptions {
@@ -144,6 +146,7 @@ fn prepare(
         concurrency: common.concurrency.map(|c| c as usize),
         run_id: new_run_id(),
         only,
+        secrets_required: for_run,
     };
     Job::prepare(&inventory, playbook, &opts)
 }
