@@ -10,6 +10,9 @@ use crate::template::shell_quote;
 /// What every secret is replaced with.
 pub const MASK: &str = "******";
 
+/// Secret values by name, and warnings about the ones left unset.
+pub type Resolved = (Vec<(String, String)>, Vec<String>);
+
 /// Reads each secret's environment variable. A missing one is bad input
 /// when the secrets are `required` (a run); otherwise (`check`, `plan`,
 /// which send nothing) it stands in as `******` and yields a warning.
@@ -17,7 +20,7 @@ pub fn resolve(
     specs: &[SecretSpec],
     source: &SourceFile,
     required: bool,
-) -> Result<(Vec<(String, String)>, Vec<String>), Error> {
+) -> Result<Resolved, Error> {
     let mut values = Vec::new();
     let mut warnings = Vec::new();
     for s in specs {
