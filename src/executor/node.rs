@@ -96,6 +96,9 @@ impl<C: Connector> NodeRun<'_, C> {
         let interrupt = &self.shared.opts.control.interrupt;
         let mut changed = false;
         let mut failed: Option<String> = None;
+        // Under --check, once a step would change the node, the steps after
+        // it would act on a state that does not exist yet: none of them runs.
+        let mut pending_change = false;
         for (ran, r) in job.step_refs(false).enumerate() {
             if interrupt.is_cancelled() {
                 let status = if ran == 0 {
@@ -109,14 +112,18 @@ impl<C: Connector> NodeRun<'_, C> {
                     error: Some(error),
                 };
             }
-            match self.step(r, vars).await {
+            match self.step(r, vars, pending_change).await {
                 StepEnd::Lost(msg) => {
                     return NodeEnd {
                         status: NodeStatus::Unreachable,
                         error: Some(format!("step `{}`: {msg}", job.step(r).name)),
                     };
                 }
-                StepEnd::Done(StepStatus::Changed | StepStatus::WouldRun) => changed = true,
+                StepEnd::Done(StepStatus::WouldRun) => {
+                    changed = true;
+                    pending_change = true;
+                }
+                StepEnd::Done(StepStatus::Changed) => changed = true,
                 StepEnd::Done(StepStatus::Failed) if !job.step(r).ignore_failure => {
                     failed = Some(format!("step `{}` failed", job.step(r).name));
                     break;
@@ -151,7 +158,7 @@ impl<C: Connector> NodeRun<'_, C> {
                     )),
                 };
             }
-            if let StepEnd::Lost(msg) = self.step(r, vars).await {
+            if let StepEnd::Lost(msg) = self.step(r, vars, false).await {
                 return NodeEnd {
                     status: NodeStatus::Unreachable,
                     error: Some(format!(
@@ -167,8 +174,10 @@ impl<C: Connector> NodeRun<'_, C> {
         }
     }
 
-    /// Runs one step: guards, attempts, expectations, capture; emits its result.
-    async fn step(&self, r: StepRef, vars: &mut Vars) -> StepEnd {
+    /// Runs one step: guards, attempts, expectations, capture; emits its
+    /// result. `after_change`: under --check, an earlier step would have
+    /// changed the node, so even a read-only step only has its guards run.
+    async fn step(&self, r: StepRef, vars: &mut Vars, after_change: bool) -> StepEnd {
         let job = &self.shared.job;
         let step = job.step(r);
         let started = Instant::now();
@@ -185,18 +194,25 @@ impl<C: Connector> NodeRun<'_, C> {
             duration_ms: 0,
             error: None,
         };
-        let end = self.attempt_all(r, vars, &mut result).await;
+        let end = self.attempt_all(r, vars, &mut result, after_change).await;
         result.duration_ms = started.elapsed().as_millis() as u64;
         self.shared.events.emit(Event::StepFinished(result));
         end
     }
 
-    async fn attempt_all(&self, r: StepRef, vars: &mut Vars, result: &mut StepResult) -> StepEnd {
+    async fn attempt_all(
+        &self,
+        r: StepRef,
+        vars: &mut Vars,
+        result: &mut StepResult,
+        after_change: bool,
+    ) -> StepEnd {
         let job = &self.shared.job;
         let step = job.step(r);
         // Under --check a step that may change the node only has its guards
-        // evaluated; read-only steps run for real.
-        let dry = self.shared.opts.check && step.changes;
+        // evaluated; read-only steps run for real, unless a change before
+        // them is only pretended.
+        let dry = self.shared.opts.check && (step.changes || after_change);
         let skipped = if dry {
             StepStatus::WouldSkip
         } else {

@@ -24,6 +24,7 @@
 
 pub mod cli;
 pub mod http;
+pub mod lab;
 pub mod netns;
 
 use std::collections::hash_map::RandomState;

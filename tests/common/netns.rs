@@ -21,7 +21,7 @@ pub struct Netns {
 /// Claims a free subnet number: an flock per number, so parallel test
 /// processes never pick the same one (two veths with one address route
 /// to whichever came first).
-fn claim_subnet() -> (u8, std::fs::File) {
+pub fn claim_subnet() -> (u8, std::fs::File) {
     let dir = std::env::temp_dir().join("fleetfix-test-subnets");
     std::fs::create_dir_all(&dir).expect("subnet lock dir");
     let in_use = Command::new("/usr/sbin/ip")
@@ -48,7 +48,7 @@ fn claim_subnet() -> (u8, std::fs::File) {
     panic!("no free 10.231.X.0/30 subnet for a test namespace");
 }
 
-fn ip(args: &[&str]) -> bool {
+pub fn ip(args: &[&str]) -> bool {
     Command::new("/usr/sbin/ip")
         .args(args)
         .stdout(Stdio::null())
