@@ -154,6 +154,24 @@ fn a_stale_fleet_is_diagnosed_rolled_one_by_one_and_verified() {
         "diagnose changes nothing: {:?}",
         step_statuses(&out)
     );
+    // The operator's table: a verdict column that says "stale" per node.
+    let human = lab.run_human("relay-diagnose.toml", &["-e", &new, "--progress", "never"]);
+    assert_eq!(human.code, 0, "{}", human.dump());
+    eprintln!("{}", human.stdout);
+    let table: Vec<&str> = human
+        .stdout
+        .lines()
+        .skip_while(|l| !l.contains("verdict"))
+        .collect();
+    for n in &lab.nodes {
+        assert!(
+            table
+                .iter()
+                .any(|l| l.contains(&n.name) && l.contains("stale: image version public data")),
+            "{}",
+            human.stdout
+        );
+    }
 
     // The rollout under --check: drift on every node, nothing touched.
     let before: Vec<String> = (0..3).map(|i| lab.inspect(i, "{{.Id}}")).collect();

@@ -59,10 +59,11 @@ impl SummaryTable {
             let mut cells = vec![Cell::new(name), Cell::new(status)];
             cells.extend(row.counts.iter().map(Cell::new));
             cells.push(Cell::new(human_duration(row.duration_ms)));
+            // An empty value ("no version header") shows as `-`, so a blank
+            // cell never hides it.
             for v in &self.report_vars {
-                cells.push(Cell::new(
-                    row.report.get(v).map(String::as_str).unwrap_or(""),
-                ));
+                let value = row.report.get(v).map(String::as_str).unwrap_or("");
+                cells.push(Cell::new(if value.is_empty() { "-" } else { value }));
             }
             cells.push(Cell::new(&row.detail));
             table.add_row(cells);

@@ -432,6 +432,14 @@ impl Lab {
     /// `fleetfix run --output json` of a shipped playbook on the lab, with
     /// the secrets in the environment; `extra` adds options (`-e`, `--check`).
     pub fn run(&self, playbook: &str, extra: &[&str]) -> Run {
+        let mut args = vec!["--output", "json"];
+        args.extend(extra);
+        self.run_human(playbook, &args)
+    }
+
+    /// `fleetfix run` as an operator types it (human output unless `extra`
+    /// says otherwise).
+    pub fn run_human(&self, playbook: &str, extra: &[&str]) -> Run {
         let inventory = self.inventory();
         let pb = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("playbooks")
@@ -440,7 +448,7 @@ impl Lab {
             .env("FLEETFIX_STATE_DIR", self.dir.path().join("state"))
             .env("VERCEL_API_TOKEN", VERCEL_TOKEN)
             .env("VERCEL_TEAM_ID", VERCEL_TEAM)
-            .args(["run", "--output", "json", "-i"])
+            .args(["run", "-i"])
             .arg(&inventory)
             .arg("--known-hosts")
             .arg(self.dir.path().join("known_hosts"))
