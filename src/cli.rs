@@ -72,6 +72,23 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Start an embedded local fleet and run a demo rollout on it
+    Demo {
+        /// How many nodes
+        #[arg(long, default_value_t = crate::demo::DEFAULT_NODES, value_parser = clap::value_parser!(u32).range(1..=20000))]
+        nodes: u32,
+        /// Nodes whose new version breaks, to be rolled back (repeatable or
+        /// comma-separated) [default: the node two thirds in; `none`: no node]
+        #[arg(long, value_name = "NODE")]
+        fail: Vec<String>,
+        /// Keep the fleet up and print its inventory, until Ctrl-C
+        #[arg(long)]
+        serve: bool,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        outputs: Outputs,
+    },
     /// List past runs from the journal, or show one
     Runs {
         /// A run id (or a unique prefix of one)

@@ -301,10 +301,10 @@ fn a_broken_image_is_rolled_back_and_an_unreachable_node_is_skipped() {
         None,
         "the old release: {answer:?}"
     );
-    for i in 1..3 {
+    for (i, id) in before.iter().enumerate().skip(1) {
         assert_eq!(
-            lab.inspect(i, "{{.Id}}"),
-            before[i],
+            &lab.inspect(i, "{{.Id}}"),
+            id,
             "{} untouched",
             lab.nodes[i].name
         );

@@ -30,10 +30,12 @@ pub(super) struct RunArgs<'a> {
     pub lock_wait: Option<Duration>,
     /// `fleetfix exec`: output grouped per node, no lock, no confirmation.
     pub exec: bool,
+    /// More consumers of the event stream (the demo's verdict).
+    pub extra: Vec<Box<dyn Reporter>>,
 }
 
 /// `run` and `exec`: lock, confirm, connect, execute, report; the exit code.
-pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<i32, Error> {
+pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error> {
     raise_open_files_limit();
     let state = state::state_dir();
     let only = match args.resume {
@@ -98,6 +100,7 @@ pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<i32, Error> {
         if let Some(path) = &args.outputs.junit {
             writers.push(Box::new(JunitReport::new(path.clone())));
         }
+        writers.append(&mut args.extra);
         let (sink, writer) = output::spawn(job.masker.clone(), writers);
         let control = Control::default();
         let signals = tokio::spawn(handle_signals(control.clone(), sink.clone()));
@@ -243,7 +246,7 @@ fn reporters(job: &Job, common: &Common, exec: bool) -> Vec<Box<dyn Reporter>> {
 }
 
 /// Many nodes in flight need many sockets; take the hard limit up front.
-fn raise_open_files_limit() {
+pub(super) fn raise_open_files_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
         && soft < hard

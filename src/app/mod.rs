@@ -1,6 +1,7 @@
 //! The commands: load inputs, build a job, wire the executor to its writers.
 //! Returns the process exit code; errors are rendered here, once.
 
+mod demo;
 mod execute;
 mod inspect;
 
@@ -21,6 +22,7 @@ pub fn main(cli: Cli) -> i32 {
         | Command::Plan { common, .. }
         | Command::Exec { common, .. }
         | Command::Runs { common, .. }
+        | Command::Demo { common, .. }
         | Command::Nodes { common } => common.clone(),
     };
     init_tracing(&common);
@@ -39,6 +41,19 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
         Command::Plan { playbook, common } => inspect::plan(&playbook, &common),
         Command::Nodes { common } => inspect::nodes(&common),
         Command::Runs { id, common } => inspect::runs(id.as_deref(), &common),
+        Command::Demo {
+            nodes,
+            fail,
+            serve,
+            common,
+            outputs,
+        } => demo::demo(demo::DemoArgs {
+            nodes: nodes as usize,
+            fail,
+            serve,
+            common,
+            outputs,
+        }),
         Command::Run {
             playbook,
             common,
@@ -61,6 +76,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 resume: resume.as_deref(),
                 lock_wait,
                 exec: false,
+                extra: Vec::new(),
             };
             execute::execute(pb, args)
         }
@@ -86,6 +102,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 resume: None,
                 lock_wait: None,
                 exec: true,
+                extra: Vec::new(),
             };
             execute::execute(pb, args)
         }
