@@ -580,3 +580,58 @@ fn a_tty_run_that_changes_nodes_asks_once() {
     assert!(!check.text().contains("[y/N]"), "{}", check.dump());
     assert_eq!(check.code, 5, "{}", check.dump());
 }
+
+#[test]
+fn the_demo_on_a_tty_draws_the_bars_and_the_table() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let out = run_in_pty(
+        "demo",
+        home.path(),
+        &["demo".into(), "--nodes".into(), "4".into()],
+    );
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let text = out.text();
+    let overall = Regex::new(r"\] [0-4]/4 nodes · [01] failed").expect("valid regex");
+    assert!(overall.is_match(&text), "no overall bar\n{}", out.dump());
+    assert!(
+        text.contains("batch 4/4"),
+        "no batch in the bar\n{}",
+        out.dump()
+    );
+    let up = Regex::new(r"\x1b\[\d*A").expect("valid regex");
+    assert!(
+        up.find_iter(&out.raw).count() >= 5,
+        "no redraws\n{}",
+        out.dump()
+    );
+    let screen = screen(&out.raw);
+    let shown = screen.join("\n");
+    let top = screen
+        .iter()
+        .position(|l| l.starts_with('┌'))
+        .unwrap_or_else(|| panic!("no table\n--- screen ---\n{shown}"));
+    let table = &screen[top..];
+    assert!(
+        table[1].contains(" previous ") && table[1].contains(" serving "),
+        "{shown}"
+    );
+    // node03 (two thirds in) was told to fail and rolled back.
+    let row = |name: &str| {
+        table
+            .iter()
+            .find(|l| l.starts_with(&format!("│ {name} ")))
+            .unwrap_or_else(|| panic!("no row {name}\n{shown}"))
+            .clone()
+    };
+    assert!(row("node03").contains(" failed "), "{shown}");
+    for name in ["node01", "node02", "node04"] {
+        assert!(
+            row(name).contains(" changed ") && row(name).contains(" 0.2.0 "),
+            "{shown}"
+        );
+    }
+    assert!(
+        shown.contains("demo: as staged, node03 failed the version check and was rolled back"),
+        "{shown}"
+    );
+}
