@@ -136,7 +136,7 @@ impl Job {
             secrets: &secret_values,
         };
         check_captures(&playbook, &layers, &inventory.nodes)?;
-        let node_vars: Vec<Vars> = nodes.iter().map(|n| layers.for_node(n)).collect();
+        let node_vars: Vec<Vars> = layers.for_nodes(nodes.iter().map(|n| &**n));
         let global_vars = layers.global();
         let templates = compile(&playbook)?;
         let concurrency = opts

@@ -63,30 +63,31 @@ pub struct Layers<'a> {
 impl Layers<'_> {
     /// The full variable set of one node, before any capture.
     pub fn for_node(&self, node: &Node) -> Vars {
-        self.build(Some(node))
+        self.over(self.shared(), Some(node))
+    }
+
+    /// The variable sets of many nodes: the layers they share are
+    /// converted once, not per node.
+    pub fn for_nodes<'n>(&self, nodes: impl IntoIterator<Item = &'n Node>) -> Vec<Vars> {
+        let shared = self.shared();
+        nodes
+            .into_iter()
+            .map(|n| self.over(shared.clone(), Some(n)))
+            .collect()
     }
 
     /// The variables of run-wide checks (gates): every layer but a node's.
     pub fn global(&self) -> Vars {
-        self.build(None)
+        self.over(self.shared(), None)
     }
 
-    fn build(&self, node: Option<&Node>) -> Vars {
+    /// Playbook and inventory `[vars]`, `secret.*` and `run.*`.
+    fn shared(&self) -> Vars {
         let mut vars = Vars::new();
-        let node_vars = node.map(|n| &n.vars);
-        for layer in [Some(self.playbook), Some(self.inventory), node_vars]
-            .into_iter()
-            .flatten()
-        {
+        for layer in [self.playbook, self.inventory] {
             for (k, v) in layer {
                 vars.insert(k.clone(), Value::from_serialize(v));
             }
-        }
-        for (k, v) in self.overrides {
-            vars.insert(k.clone(), Value::from(v.as_str()));
-        }
-        if let Some(node) = node {
-            vars.insert("node".into(), node_value(node));
         }
         vars.insert(
             "secret".into(),
@@ -103,6 +104,31 @@ impl Layers<'_> {
                 ("playbook", Value::from(self.run.playbook.as_str())),
             ]),
         );
+        vars
+    }
+
+    /// `vars` with a node's own layer, then `--var`, then `node.*`; the
+    /// built-ins always win.
+    fn over(&self, mut vars: Vars, node: Option<&Node>) -> Vars {
+        if let Some(node) = node {
+            for (k, v) in node
+                .vars
+                .iter()
+                .filter(|(k, _)| !BUILTINS.contains(&k.as_str()))
+            {
+                vars.insert(k.clone(), Value::from_serialize(v));
+            }
+        }
+        for (k, v) in self
+            .overrides
+            .iter()
+            .filter(|(k, _)| !BUILTINS.contains(&k.as_str()))
+        {
+            vars.insert(k.clone(), Value::from(v.as_str()));
+        }
+        if let Some(node) = node {
+            vars.insert("node".into(), node_value(node));
+        }
         vars
     }
 

@@ -22,6 +22,9 @@ pub(super) fn check(path: &Path, common: &Common) -> Result<i32, Error> {
         job.playbook.on_failure.len(),
         job.nodes.len()
     );
+    // The process ends now: leave the job's memory to the OS instead of
+    // freeing a thousand nodes' variables one allocation at a time.
+    std::mem::forget(job);
     Ok(0)
 }
 

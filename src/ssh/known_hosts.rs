@@ -5,6 +5,7 @@
 //! `@revoked` entries. Learned keys (trust-on-first-use) are appended to the
 //! file and remembered for the rest of the run.
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,58 @@ pub enum Verdict {
 /// A parsed known_hosts file.
 pub struct KnownHosts {
     path: PathBuf,
-    entries: Mutex<Vec<(usize, Entry)>>,
+    table: Mutex<Table>,
+}
+
+/// The entries, with plain host names indexed: a fleet's known_hosts holds
+/// a line per node, and every node's lookup must not scan all of them.
+#[derive(Default)]
+struct Table {
+    /// (line number, entry), in file order.
+    entries: Vec<(usize, Entry)>,
+    /// Lower-cased literal name → entries whose patterns are all literal.
+    literal: HashMap<String, Vec<usize>>,
+    /// Entries that need matching: hashed, wildcard or negated patterns.
+    scan: Vec<usize>,
+}
+
+impl Table {
+    fn push(&mut self, line: usize, entry: Entry) {
+        let i = self.entries.len();
+        match entry.host_patterns() {
+            HostPatterns::Patterns(list)
+                if list
+                    .iter()
+                    .all(|p| !p.starts_with('!') && !p.contains(['*', '?'])) =>
+            {
+                for p in list {
+                    let slot = self.literal.entry(p.to_ascii_lowercase()).or_default();
+                    if !slot.contains(&i) {
+                        slot.push(i);
+                    }
+                }
+            }
+            _ => self.scan.push(i),
+        }
+        self.entries.push((line, entry));
+    }
+
+    /// The entries whose host patterns match `name`, in file order.
+    fn matching(&self, name: &str) -> Vec<&(usize, Entry)> {
+        let mut hits: Vec<usize> = self
+            .literal
+            .get(&name.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default();
+        hits.extend(
+            self.scan
+                .iter()
+                .copied()
+                .filter(|&i| patterns_match(self.entries[i].1.host_patterns(), name)),
+        );
+        hits.sort_unstable();
+        hits.iter().map(|&i| &self.entries[i]).collect()
+    }
 }
 
 impl KnownHosts {
@@ -51,21 +103,20 @@ impl KnownHosts {
                 ));
             }
         };
-        let entries = text
-            .lines()
-            .enumerate()
-            .filter_map(|(i, line)| {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    return None;
-                }
-                // Unknown key types and garbage are skipped, as OpenSSH does.
-                line.parse::<Entry>().ok().map(|e| (i + 1, e))
-            })
-            .collect();
+        let mut table = Table::default();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            // Unknown key types and garbage are skipped, as OpenSSH does.
+            if let Ok(e) = line.parse::<Entry>() {
+                table.push(i + 1, e);
+            }
+        }
         Ok(KnownHosts {
             path: path.to_path_buf(),
-            entries: Mutex::new(entries),
+            table: Mutex::new(table),
         })
     }
 
@@ -76,13 +127,10 @@ impl KnownHosts {
     /// Checks `key` presented by `host:port`.
     pub fn verify(&self, host: &str, port: u16, key: &PublicKey) -> Verdict {
         let name = host_port(host, port);
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let mut trusted = false;
         let mut other: Option<usize> = None;
-        for (line, entry) in entries.iter() {
-            if !patterns_match(entry.host_patterns(), &name) {
-                continue;
-            }
+        for (line, entry) in table.matching(&name) {
             let same_key = entry.public_key().key_data() == key.key_data();
             match entry.marker() {
                 Some(Marker::Revoked) if same_key => return Verdict::Revoked { line: *line },
@@ -104,10 +152,11 @@ impl KnownHosts {
     /// handshake asks for host certificates).
     pub fn has_cert_authority(&self, host: &str, port: u16) -> bool {
         let name = host_port(host, port);
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.iter().any(|(_, e)| {
-            e.marker() == Some(&Marker::CertAuthority) && patterns_match(e.host_patterns(), &name)
-        })
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        table
+            .matching(&name)
+            .iter()
+            .any(|(_, e)| e.marker() == Some(&Marker::CertAuthority))
     }
 
     /// Checks a host certificate: signed by an `@cert-authority` of this
@@ -115,12 +164,9 @@ impl KnownHosts {
     /// neither it nor its CA `@revoked`.
     pub fn verify_cert(&self, host: &str, port: u16, cert: &Certificate) -> Result<(), String> {
         let name = host_port(host, port);
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let mut cas = Vec::new();
-        for (line, e) in entries.iter() {
-            if !patterns_match(e.host_patterns(), &name) {
-                continue;
-            }
+        for (line, e) in table.matching(&name) {
             let key = e.public_key().key_data();
             match e.marker() {
                 Some(Marker::Revoked)
@@ -158,10 +204,10 @@ impl KnownHosts {
     /// of them first (as OpenSSH does) instead of a type never recorded.
     pub fn recorded_algorithms(&self, host: &str, port: u16) -> Vec<russh::keys::Algorithm> {
         let name = host_port(host, port);
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
-        for (_, e) in entries.iter() {
-            if e.marker().is_none() && patterns_match(e.host_patterns(), &name) {
+        for (_, e) in table.matching(&name) {
+            if e.marker().is_none() {
                 let a = e.public_key().algorithm();
                 if !out.contains(&a) {
                     out.push(a);
@@ -174,7 +220,7 @@ impl KnownHosts {
     /// Appends `host:port key` to the file and remembers it for this run.
     pub fn learn(&self, host: &str, port: u16, key: &PublicKey) -> std::io::Result<()> {
         let name = host_port(host, port);
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let key_text = key
             .to_openssh()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -194,8 +240,8 @@ impl KnownHosts {
         let sep = if needs_newline { "\n" } else { "" };
         file.write_all(format!("{sep}{line}\n").as_bytes())?;
         if let Ok(entry) = line.parse::<Entry>() {
-            let next = entries.last().map(|(l, _)| l + 1).unwrap_or(1);
-            entries.push((next, entry));
+            let next = table.entries.last().map(|(l, _)| l + 1).unwrap_or(1);
+            table.push(next, entry);
         }
         Ok(())
     }
@@ -242,8 +288,11 @@ fn patterns_match(patterns: &HostPatterns, name: &str) -> bool {
 
 /// `*` and `?` glob matching, case-insensitive like OpenSSH host patterns.
 fn wildcard_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.to_ascii_lowercase().chars().collect();
-    let n: Vec<char> = name.to_ascii_lowercase().chars().collect();
+    if !pattern.contains(['*', '?']) {
+        return pattern.eq_ignore_ascii_case(name);
+    }
+    let p: Vec<char> = pattern.chars().map(|c| c.to_ascii_lowercase()).collect();
+    let n: Vec<char> = name.chars().map(|c| c.to_ascii_lowercase()).collect();
     let (mut pi, mut ni) = (0, 0);
     let (mut star, mut mark) = (None, 0);
     while ni < n.len() {
@@ -301,6 +350,28 @@ mod tests {
         assert_eq!(kh.verify("node2", 22, &key(KEY_A)), Verdict::Unknown);
         assert_eq!(kh.verify("a.dfw", 22, &key(KEY_A)), Verdict::Trusted);
         assert_eq!(kh.verify("bad.dfw", 22, &key(KEY_A)), Verdict::Unknown);
+        assert_eq!(kh.verify("NODE1", 22, &key(KEY_A)), Verdict::Trusted);
+    }
+
+    #[test]
+    fn indexed_and_scanned_entries_keep_file_order() {
+        // The first line naming the host is reported, whichever kind it is.
+        let kh = load(&format!(
+            "web?.dfw {KEY_B}
+web1.dfw {KEY_B}
+web1.dfw {KEY_A}
+"
+        ));
+        assert_eq!(kh.verify("web1.dfw", 22, &key(KEY_A)), Verdict::Trusted);
+        let kh = load(&format!(
+            "web?.dfw {KEY_B}
+web1.dfw {KEY_B}
+"
+        ));
+        assert_eq!(
+            kh.verify("web1.dfw", 22, &key(KEY_A)),
+            Verdict::Changed { line: 1 }
+        );
     }
 
     #[test]
