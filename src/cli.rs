@@ -110,6 +110,46 @@ pub struct Outputs {
     /// Do not ask for confirmation
     #[arg(short = 'y', long)]
     pub yes: bool,
+    /// Output kept per step and stream (stdout, stderr, HTTP body); the rest
+    /// is counted and marked as truncated (e.g. 64K, 1M) [default: 256K]
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub output_cap: Option<usize>,
+}
+
+/// `4096`, `64K`, `1M` (binary units) as bytes.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 65536, 64K or 1M"))?;
+    let factor = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1024,
+        "M" | "MB" | "MIB" => 1024 * 1024,
+        _ => return Err(format!("`{s}`: the unit is K or M")),
+    };
+    n.checked_mul(factor)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("`{s}` is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("1m"), Ok(1 << 20));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("5G").is_err());
+        assert!(parse_size("lots").is_err());
+    }
 }
 
 /// Options every command shares.

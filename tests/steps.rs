@@ -277,3 +277,36 @@ fn ssh_agent_keys_are_tried_first() {
     assert_eq!(out.code, 6, "{}", out.dump());
     assert!(out.stdout.contains("no key at all"), "{}", out.dump());
 }
+
+#[test]
+fn output_beyond_the_cap_is_counted_not_kept() {
+    let fleet = Fleet::start(1);
+    let inv = fleet.write_inventory(&[]);
+    let pb = playbook(
+        fleet.dir(),
+        "big.toml",
+        "name = \"big\"\n[[steps]]\nrun = \"head -c 300000 /dev/zero | tr '\\\\0' x; echo done >&2\"\n",
+    );
+    let out = run_json_on(&fleet, &inv, &pb, &["--output-cap", "1K"]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let step = &steps(&out)[0];
+    let stdout = step["stdout"].as_str().unwrap_or_default();
+    assert!(
+        stdout.starts_with(&"x".repeat(1024))
+            && stdout.ends_with("\n[… truncated: 298976 more bytes not kept]"),
+        "{}",
+        &stdout[stdout.len().saturating_sub(80)..]
+    );
+    assert_eq!(step["stderr"].as_str().map(str::trim), Some("done"));
+    // The default keeps 256 KiB.
+    let out = run_json_on(&fleet, &inv, &pb, &[]);
+    let stdout = steps(&out)[0]["stdout"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        stdout.ends_with("truncated: 37856 more bytes not kept]"),
+        "{}",
+        &stdout[stdout.len() - 60..]
+    );
+}
