@@ -104,12 +104,10 @@ pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error>
         let (sink, writer) = output::spawn(job.masker.clone(), writers);
         let control = Control::default();
         let signals = tokio::spawn(handle_signals(control.clone(), sink.clone()));
-        let defaults = ExecOptions::default();
         let opts = ExecOptions {
             check: args.check,
             control,
-            output_cap: args.outputs.output_cap.unwrap_or(defaults.output_cap),
-            ..defaults
+            output_cap: args.outputs.output_cap.unwrap_or(executor::DEFAULT_OUTPUT_CAP),
         };
         let summary = executor::run(job.clone(), connector, sink, opts).await;
         // The signal task holds a sender too: the writers finish once it is gone.
