@@ -622,7 +622,10 @@ fn venv_or_path(name: &str) -> Option<PathBuf> {
 /// Where a tool comes from, or why it is skipped.
 fn locate(tool: &str) -> Result<PathBuf, String> {
     match tool {
-        "fleetfix" => Ok(PathBuf::from(FLEETFIX)),
+        // FLEETFIX_BENCH_BIN: another build to measure (a profiling one, say).
+        "fleetfix" => Ok(std::env::var_os("FLEETFIX_BENCH_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(FLEETFIX))),
         "pssh" => which("parallel-ssh")
             .or_else(|| which("pssh"))
             .ok_or_else(|| "neither parallel-ssh nor pssh is on PATH (Debian: apt-get install pssh)".into()),

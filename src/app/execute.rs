@@ -107,7 +107,10 @@ pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error>
         let opts = ExecOptions {
             check: args.check,
             control,
-            output_cap: args.outputs.output_cap.unwrap_or(executor::DEFAULT_OUTPUT_CAP),
+            output_cap: args
+                .outputs
+                .output_cap
+                .unwrap_or(executor::DEFAULT_OUTPUT_CAP),
         };
         let summary = executor::run(job.clone(), connector, sink, opts).await;
         // The signal task holds a sender too: the writers finish once it is gone.

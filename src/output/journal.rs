@@ -13,13 +13,16 @@ use crate::state;
 
 /// Appends events to the journal file as they happen.
 ///
-/// Each event is one `write` on an unbuffered file, so once `event` returns
-/// the line is in the kernel: a crash or `SIGKILL` of fleetfix loses nothing
-/// already written. The file is fsynced when the run finishes, so the whole
-/// journal also survives a power loss after that.
+/// Events are written as soon as the writer has no further event waiting:
+/// whole lines, one `write` per burst, so the journal lags the run only by
+/// what is still queued in memory, and a crash or `SIGKILL` of fleetfix
+/// loses nothing the writer already handled. The file is fsynced when the
+/// run finishes, so the whole journal also survives a power loss after that.
 pub struct Journal {
     file: File,
     path: PathBuf,
+    /// Lines handled but not yet written.
+    pending: Vec<u8>,
     /// A full disk should produce one warning, not one per event.
     warned: bool,
 }
@@ -57,6 +60,7 @@ impl Journal {
         Ok(Journal {
             file,
             path,
+            pending: Vec::new(),
             warned: false,
         })
     }
@@ -77,27 +81,43 @@ impl Journal {
     }
 }
 
-impl Reporter for Journal {
-    fn event(&mut self, ev: &Stamped) {
-        let mut line = match serde_json::to_vec(ev) {
-            Ok(line) => line,
-            Err(e) => return self.warn_once(&e),
-        };
-        line.push(b'\n');
-        // One write of the whole line: readers never see half of an event
-        // unless the disk fills up mid-line (then `runs` skips that line).
-        if let Err(e) = self.file.write_all(&line) {
-            return self.warn_once(&e);
+impl Journal {
+    /// Writes the pending lines: whole lines only, so readers never see
+    /// half of an event unless the disk fills up mid-line (then `runs`
+    /// skips that line).
+    fn write_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
         }
-        if matches!(ev.event, Event::RunFinished { .. })
-            && let Err(e) = self.file.sync_all()
-        {
+        let result = self.file.write_all(&self.pending);
+        self.pending.clear();
+        if let Err(e) = result {
             self.warn_once(&e);
         }
+    }
+}
+
+impl Reporter for Journal {
+    fn event(&mut self, ev: &Stamped) {
+        if let Err(e) = serde_json::to_writer(&mut self.pending, ev) {
+            return self.warn_once(&e);
+        }
+        self.pending.push(b'\n');
+        if matches!(ev.event, Event::RunFinished { .. }) {
+            self.write_pending();
+            if let Err(e) = self.file.sync_all() {
+                self.warn_once(&e);
+            }
+        }
+    }
+
+    fn idle(&mut self) {
+        self.write_pending();
     }
 
     fn finish(&mut self) {
         // An interrupted run may end without `run_finished`; sync anyway.
+        self.write_pending();
         if let Err(e) = self.file.sync_all() {
             self.warn_once(&e);
         }
@@ -125,13 +145,18 @@ mod tests {
             },
             Event::BatchFinished { batch: 1 },
         ];
+        let mut written = 0;
         for event in events {
             j.event(&Stamped {
                 ts: jiff::Timestamp::UNIX_EPOCH,
                 event,
             });
-            // Visible to another reader right away, without any drop/flush.
-            assert!(std::fs::metadata(j.path()).unwrap().len() > 0);
+            // Visible to another reader once the writer is idle, without
+            // any drop or sync.
+            j.idle();
+            let len = std::fs::metadata(j.path()).unwrap().len();
+            assert!(len > written);
+            written = len;
         }
         let text = std::fs::read_to_string(j.path()).unwrap();
         let kinds: Vec<String> = text

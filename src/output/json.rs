@@ -26,7 +26,14 @@ impl Reporter for JsonLines {
         if serde_json::to_writer(&mut self.out, ev).is_ok() {
             let _ = self.out.write_all(b"\n");
         }
-        // A scripted consumer must see each event as it happens.
+    }
+
+    /// A scripted consumer sees each event as soon as the writer caught up.
+    fn idle(&mut self) {
+        let _ = self.out.flush();
+    }
+
+    fn finish(&mut self) {
         let _ = self.out.flush();
     }
 }

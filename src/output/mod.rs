@@ -24,6 +24,10 @@ use crate::secrets::Masker;
 /// A consumer of the event stream.
 pub trait Reporter: Send {
     fn event(&mut self, ev: &Stamped);
+    /// Called whenever no further event is waiting: write out what is
+    /// buffered. A busy run then costs one write per burst, not per event,
+    /// and nothing waits longer than the writer takes to catch up.
+    fn idle(&mut self) {}
     /// Called once after the last event.
     fn finish(&mut self) {}
 }
@@ -39,6 +43,11 @@ pub fn spawn(
             let ev: Arc<Stamped> = ev;
             for r in reporters.iter_mut() {
                 r.event(&ev);
+            }
+            if rx.is_empty() {
+                for r in reporters.iter_mut() {
+                    r.idle();
+                }
             }
         }
         for r in reporters.iter_mut() {
