@@ -717,6 +717,7 @@ fn run_fleetfix(ctx: &Ctx, program: &Path) -> Outcome {
     // node -> (finished ok/changed, stdout per step index)
     let mut status: HashMap<String, bool> = HashMap::new();
     let mut outs: HashMap<String, Vec<Option<String>>> = HashMap::new();
+    let mut errors: Vec<String> = Vec::new();
     for line in timed.stdout.lines().filter(|l| !l.trim().is_empty()) {
         let Ok(ev) = serde_json::from_str::<Value>(line) else {
             continue;
@@ -725,6 +726,12 @@ fn run_fleetfix(ctx: &Ctx, program: &Path) -> Outcome {
         match ev["event"].as_str() {
             Some("node_finished") => {
                 let ok = matches!(ev["status"].as_str(), Some("ok" | "changed"));
+                if let (false, Some(e)) = (ok, ev["error"].as_str())
+                    && errors.len() < 3
+                    && !errors.iter().any(|x: &String| x == e)
+                {
+                    errors.push(e.to_string());
+                }
                 status.insert(node, ok);
             }
             Some("step_finished") if ev["on_failure"] != Value::Bool(true) => {
@@ -747,6 +754,9 @@ fn run_fleetfix(ctx: &Ctx, program: &Path) -> Outcome {
                 && outs.get(&n.name).is_some_and(|o| ctx.expected.check(o))
         })
         .count();
+    for e in &errors {
+        eprintln!("  fleetfix node error: {e}");
+    }
     Outcome { timed, hosts_ok }
 }
 

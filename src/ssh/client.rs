@@ -169,6 +169,10 @@ impl client::Handler for Verifier {
     }
 }
 
+/// How long the key exchange and authentication may take once the server
+/// answered.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// An authenticated SSH connection to one node.
 pub struct SshSession {
     handle: Handle<Verifier>,
@@ -180,15 +184,7 @@ impl Connector for SshConnector {
     type Session = SshSession;
 
     async fn connect(&self, node: &Node) -> Result<SshSession, ConnectError> {
-        let addr = known_hosts::host_port(&node.host, node.port);
-        let limit = node.connect_timeout;
-        match tokio::time::timeout(limit, self.connect_inner(node)).await {
-            Ok(result) => result,
-            Err(_) => Err(ConnectError::Timeout {
-                addr,
-                secs: limit.as_secs_f64(),
-            }),
-        }
+        self.connect_inner(node).await
     }
 }
 
@@ -234,15 +230,34 @@ impl SshConnector {
         Arc::new(config)
     }
 
+    /// `connect_timeout` bounds reaching the server (TCP, or the tunnel
+    /// through the jump hosts) and its first word, as OpenSSH's
+    /// ConnectTimeout does; the key exchange and authentication then get
+    /// [`HANDSHAKE_TIMEOUT`], since a server busy with a thousand
+    /// handshakes answers each one slowly but surely.
     async fn connect_inner(&self, node: &Node) -> Result<SshSession, ConnectError> {
+        let limit = node.connect_timeout;
+        let timed_out = || ConnectError::Timeout {
+            addr: known_hosts::host_port(&node.host, node.port),
+            secs: limit.as_secs_f64(),
+        };
         if node.jump.is_empty() {
-            let stream = tcp_connect(node).await?;
-            return self.handshake(node, stream, None).await;
+            let reach = async {
+                let stream = tcp_connect(node).await?;
+                // The server speaks first (its version line): a socket that
+                // accepts and stays silent is no SSH server.
+                let _ = stream.readable().await;
+                Ok::<_, ConnectError>(stream)
+            };
+            let stream = tokio::time::timeout(limit, reach)
+                .await
+                .map_err(|_| timed_out())??;
+            return self.handshake_within(node, stream, None).await;
         }
         let via = self.jump_chain(node).await?;
-        let stream = via
-            .tunnel(&node.host, node.port)
+        let stream = tokio::time::timeout(limit, via.tunnel(&node.host, node.port))
             .await
+            .map_err(|_| timed_out())?
             .map_err(|e| ConnectError::Jump {
                 via: node.jump.last().map(JumpHost::label).unwrap_or_default(),
                 detail: format!(
@@ -250,7 +265,27 @@ impl SshConnector {
                     known_hosts::host_port(&node.host, node.port)
                 ),
             })?;
-        self.handshake(node, stream, Some(via)).await
+        self.handshake_within(node, stream, Some(via)).await
+    }
+
+    async fn handshake_within<S>(
+        &self,
+        node: &Node,
+        stream: S,
+        via: Option<Arc<SshSession>>,
+    ) -> Result<SshSession, ConnectError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let limit = HANDSHAKE_TIMEOUT.max(node.connect_timeout);
+        tokio::time::timeout(limit, self.handshake(node, stream, via))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ConnectError::HandshakeTimeout {
+                    addr: known_hosts::host_port(&node.host, node.port),
+                    secs: limit.as_secs_f64(),
+                })
+            })
     }
 
     /// The session to the last hop before `node`, shared by every node

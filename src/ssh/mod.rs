@@ -22,6 +22,10 @@ pub enum ConnectError {
     Refused { addr: String },
     #[error("connection to {addr} timed out after {secs:.1}s")]
     Timeout { addr: String, secs: f64 },
+    #[error(
+        "the SSH handshake with {addr} (key exchange, authentication) did not finish within {secs:.0}s"
+    )]
+    HandshakeTimeout { addr: String, secs: f64 },
     #[error("cannot connect to {addr}: {detail}")]
     Network { addr: String, detail: String },
     #[error(
