@@ -21,7 +21,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::cli::{Run, fleetfix, run};
-use super::netns::{claim_subnet, client_key, ip, sshd_setup};
+use super::netns::{claim_subnet, client_key, ip, kill_all_in, sshd_setup};
 
 /// The tag the relay ran before the fix: no version header.
 pub const OLD: &str = "v0.1.0";
@@ -556,20 +556,8 @@ impl LabNode {
             let _ = s.wait();
         }
         // Sessions, containerd, shims and containers (host network) are
-        // all in the namespace: end whatever is left, by pid.
-        if let Ok(out) = Command::new("/usr/sbin/ip")
-            .args(["netns", "pids", &self.netns])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse::<i32>() {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-        }
+        // all in the namespace: end whatever is left.
+        kill_all_in(&self.netns);
         let _ = self.holder.kill();
         let _ = self.holder.wait();
         ip(&["netns", "del", &self.netns]);

@@ -147,27 +147,33 @@ impl Netns {
     }
 }
 
+/// SIGKILLs every process in network namespace `name`, by the pids
+/// `ip netns pids` reports.
+pub fn kill_all_in(name: &str) {
+    let Ok(out) = Command::new("/usr/sbin/ip")
+        .args(["netns", "pids", name])
+        .output()
+    else {
+        return;
+    };
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        if let Ok(pid) = pid.parse::<i32>() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
         }
-        // sshd's session processes live on in the namespace: end them too,
-        // by the pids `ip netns pids` reports.
-        if let Ok(out) = Command::new("/usr/sbin/ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse::<i32>() {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-        }
+        // sshd's session processes live on in the namespace: end them too.
+        kill_all_in(&self.name);
         ip(&["netns", "del", &self.name]);
         ip(&["link", "del", &self.host_if]);
     }
