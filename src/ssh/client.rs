@@ -169,6 +169,9 @@ impl client::Handler for Verifier {
     }
 }
 
+/// The read buffer of a node's TCP stream.
+const READ_BUFFER: usize = 8 * 1024;
+
 /// How long the key exchange and authentication may take once the server
 /// answered.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -252,6 +255,9 @@ impl SshConnector {
             let stream = tokio::time::timeout(limit, reach)
                 .await
                 .map_err(|_| timed_out())??;
+            // russh reads a packet in several small reads; a buffer turns a
+            // burst of packets into one recv instead of four per packet.
+            let stream = tokio::io::BufReader::with_capacity(READ_BUFFER, stream);
             return self.handshake_within(node, stream, None).await;
         }
         let via = self.jump_chain(node).await?;
