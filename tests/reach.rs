@@ -457,3 +457,26 @@ fn a_host_certificate_is_accepted_through_cert_authority() {
         out.dump()
     );
 }
+
+#[test]
+fn the_cheap_strong_cipher_is_negotiated() {
+    // sshd logs the negotiated cipher at DEBUG1.
+    let fleet = Fleet::builder()
+        .nodes(1)
+        .sshd_config("LogLevel DEBUG1")
+        .start();
+    let inv = fleet.write_inventory(&[]);
+    let out = run_json(&fleet, &inv, &[]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let want = if cpuinfo.contains(" aes") && cpuinfo.contains(" pclmulqdq") {
+        "aes256-gcm@openssh.com"
+    } else {
+        "chacha20-poly1305@openssh.com"
+    };
+    let log = fleet.sshd_log("node1");
+    assert!(
+        log.contains(&format!("kex: client->server cipher: {want}")),
+        "want {want}:\n{log}"
+    );
+}

@@ -60,12 +60,46 @@ impl SshConnector {
 
 /// The client settings every connection starts from.
 fn base_config(keepalive: Duration) -> client::Config {
-    client::Config {
+    let mut config = client::Config {
         keepalive_interval: Some(keepalive),
         keepalive_max: 3,
         inactivity_timeout: None,
         nodelay: true,
         ..Default::default()
+    };
+    config.preferred.cipher = std::borrow::Cow::Borrowed(cipher_order());
+    config
+}
+
+/// Both AEAD ciphers are strong; AES-GCM is the cheap one where the CPU
+/// does AES in hardware, ChaCha20-Poly1305 everywhere else.
+fn cipher_order() -> &'static [russh::cipher::Name] {
+    use russh::cipher::{AES_128_CTR, AES_192_CTR, AES_256_CTR, AES_256_GCM, CHACHA20_POLY1305};
+    const AES_FIRST: &[russh::cipher::Name] = &[
+        AES_256_GCM,
+        CHACHA20_POLY1305,
+        AES_256_CTR,
+        AES_192_CTR,
+        AES_128_CTR,
+    ];
+    const CHACHA_FIRST: &[russh::cipher::Name] = &[
+        CHACHA20_POLY1305,
+        AES_256_GCM,
+        AES_256_CTR,
+        AES_192_CTR,
+        AES_128_CTR,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    let hardware_aes = std::arch::is_x86_feature_detected!("aes")
+        && std::arch::is_x86_feature_detected!("pclmulqdq");
+    #[cfg(target_arch = "aarch64")]
+    let hardware_aes = std::arch::is_aarch64_feature_detected!("aes");
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let hardware_aes = false;
+    if hardware_aes {
+        AES_FIRST
+    } else {
+        CHACHA_FIRST
     }
 }
 

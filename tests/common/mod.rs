@@ -623,6 +623,12 @@ impl Fleet {
                 self.nodes[i].addr, self.nodes[i].port
             );
         }
+        // The test's own lines come first: for sshd the first value of a
+        // keyword wins, so they override the defaults below (no `Match`).
+        for line in &self.sshd_lines {
+            c.push_str(line);
+            c.push('\n');
+        }
         let _ = writeln!(c, "HostKey {}", conf_path(&slot.host_key));
         let _ = writeln!(c, "AuthorizedKeysFile {}", conf_path(&slot.authorized_keys));
         // Debian's bash sources ~/.bashrc for commands run by sshd unless
@@ -648,10 +654,6 @@ impl Fleet {
              Subsystem sftp internal-sftp\n\
              SetEnv SHLVL=1\n",
         );
-        for line in &self.sshd_lines {
-            c.push_str(line);
-            c.push('\n');
-        }
         write_file(&slot.config, &c);
     }
 
@@ -717,7 +719,11 @@ impl Fleet {
                 p.child.try_wait().expect("try_wait on sshd child")
             };
             let log = read_log(&slot.log);
-            if log.contains("Bind to port") || log.contains("Cannot bind") {
+            // ("debug1: Bind to port …" is no failure, at LogLevel DEBUG1.)
+            let bind_failed = log
+                .lines()
+                .any(|l| l.contains("Bind to port") && l.contains("failed"));
+            if bind_failed || log.contains("Cannot bind") {
                 return Err(format!(
                     "sshd for {names:?} could not bind its addresses\n--- {} ---\n{log}",
                     slot.log.display()
