@@ -61,13 +61,8 @@ pub struct Layers<'a> {
 }
 
 impl Layers<'_> {
-    /// The full variable set of one node, before any capture.
-    pub fn for_node(&self, node: &Node) -> Vars {
-        self.over(self.shared(), Some(node))
-    }
-
-    /// The variable sets of many nodes: the layers they share are
-    /// converted once, not per node.
+    /// Each node's full variable set, before any capture; the layers the
+    /// nodes share are converted once, not per node.
     pub fn for_nodes<'n>(&self, nodes: impl IntoIterator<Item = &'n Node>) -> Vec<Vars> {
         let shared = self.shared();
         nodes

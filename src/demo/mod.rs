@@ -8,8 +8,6 @@ mod service;
 mod verdict;
 
 pub use fleet::{Fleet, node_names};
-pub use node::SERVICE_PORT;
-pub use service::FIRST_VERSION;
 pub use verdict::Verdict;
 
 use crate::error::Error;

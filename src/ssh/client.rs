@@ -292,7 +292,7 @@ impl SshConnector {
             // russh reads a packet in several small reads; a buffer turns a
             // burst of packets into one recv instead of four per packet.
             let stream = tokio::io::BufReader::with_capacity(READ_BUFFER, stream);
-            return self.handshake_within(node, stream, None).await;
+            return handshake_limited(node, self.handshake(node, stream, None)).await;
         }
         let via = self.jump_chain(node).await?;
         let stream = tokio::time::timeout(limit, via.tunnel(&node.host, node.port))
@@ -305,27 +305,7 @@ impl SshConnector {
                     known_hosts::host_port(&node.host, node.port)
                 ),
             })?;
-        self.handshake_within(node, stream, Some(via)).await
-    }
-
-    async fn handshake_within<S>(
-        &self,
-        node: &Node,
-        stream: S,
-        via: Option<Arc<SshSession>>,
-    ) -> Result<SshSession, ConnectError>
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let limit = HANDSHAKE_TIMEOUT.max(node.connect_timeout);
-        tokio::time::timeout(limit, self.handshake(node, stream, via))
-            .await
-            .unwrap_or_else(|_| {
-                Err(ConnectError::HandshakeTimeout {
-                    addr: known_hosts::host_port(&node.host, node.port),
-                    secs: limit.as_secs_f64(),
-                })
-            })
+        handshake_limited(node, self.handshake(node, stream, Some(via))).await
     }
 
     /// The session to the last hop before `node`, shared by every node
@@ -408,6 +388,23 @@ impl SshConnector {
         authenticate(&mut handle, node, &self.opts.credentials, &ids).await?;
         Ok(SshSession { handle, _via: via })
     }
+}
+
+/// `handshake` bounded by [`HANDSHAKE_TIMEOUT`] (or the node's longer
+/// connect_timeout).
+async fn handshake_limited(
+    node: &Node,
+    handshake: impl std::future::Future<Output = Result<SshSession, ConnectError>>,
+) -> Result<SshSession, ConnectError> {
+    let limit = HANDSHAKE_TIMEOUT.max(node.connect_timeout);
+    tokio::time::timeout(limit, handshake)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ConnectError::HandshakeTimeout {
+                addr: known_hosts::host_port(&node.host, node.port),
+                secs: limit.as_secs_f64(),
+            })
+        })
 }
 
 /// A TCP connection to the node, with DNS and refusal told apart.
