@@ -12,8 +12,9 @@
 //! ControlPersist masters that outlive the tool: this process is a child
 //! subreaper and reaps them with wait4), peak RSS (the largest single client
 //! process, as `ru_maxrss`), the CPU the fleet's sshd listeners and all their
-//! session processes (including the remote commands) spent during the run,
-//! and how many hosts printed the expected output (this machine's kernel
+//! session processes (including the remote commands, and node-side shells
+//! that outlive their session and are re-parented here) spent during the
+//! run, and how many hosts printed the expected output (this machine's kernel
 //! release and hostname, then `ok`) for all three steps. The table goes to
 //! stdout and, as JSON lines, to `target/bench-fleet.jsonl`; the process
 //! exits 1 if any host failed for any tool.
@@ -63,13 +64,16 @@ const STEPS: [(&str, &str); 3] = [
 struct Args {
     nodes: Vec<usize>,
     tools: Vec<String>,
+    /// Runs of each tool per fleet size (a row each).
+    repeat: usize,
 }
 
 fn usage() -> String {
     format!(
-        "usage: cargo bench --bench fleet -- [--nodes N[,N...]] [--tools TOOL[,TOOL...]]\n\
+        "usage: cargo bench --bench fleet -- [--nodes N[,N...]] [--tools TOOL[,TOOL...]] [--repeat K]\n\
          \x20 --nodes  fleet sizes (default {})\n\
          \x20 --tools  any of {} (default all)\n\
+         \x20 --repeat runs of each tool per fleet size, a row each (default 1)\n\
          env: BENCH_VENV (default /tmp/bench-venv), BENCH_TIMEOUT_S (default 900)",
         DEFAULT_NODES.map(|n| n.to_string()).join(","),
         ALL_TOOLS.join(",")
@@ -79,6 +83,7 @@ fn usage() -> String {
 fn parse_args() -> Result<Args, String> {
     let mut nodes: Vec<usize> = DEFAULT_NODES.to_vec();
     let mut tools: Vec<String> = ALL_TOOLS.iter().map(|s| s.to_string()).collect();
+    let mut repeat = 1;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let (key, inline) = match arg.split_once('=') {
@@ -122,6 +127,15 @@ fn parse_args() -> Result<Args, String> {
                     }
                 }
             }
+            "--repeat" => {
+                let v = value("--repeat")?;
+                repeat = v
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&k| k > 0)
+                    .ok_or_else(|| format!("--repeat: bad count {v:?}"))?;
+            }
             "-h" | "--help" => {
                 println!("{}", usage());
                 std::process::exit(0);
@@ -134,7 +148,11 @@ fn parse_args() -> Result<Args, String> {
     if nodes.is_empty() || tools.is_empty() {
         return Err(usage());
     }
-    Ok(Args { nodes, tools })
+    Ok(Args {
+        nodes,
+        tools,
+        repeat,
+    })
 }
 
 // ------------------------------------------------------------ /proc, rusage
@@ -240,11 +258,35 @@ fn wait4_pid(pid: u32, block: bool) -> Option<(f64, u64)> {
     }
 }
 
+/// What the processes re-parented to this process during a run cost.
+#[derive(Default)]
+struct Orphans {
+    /// ssh clients (ControlPersist masters): the tool's.
+    client_cpu_s: f64,
+    client_maxrss_kb: u64,
+    clients: usize,
+    /// Anything else came from the fleet (a node's shell that outlived its
+    /// sshd session): the nodes'.
+    node_cpu_s: f64,
+}
+
+/// The command name of a process (readable for zombies too).
+fn comm(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let open = s.find('(')?;
+            let close = s.rfind(')')?;
+            Some(s[open + 1..close].to_string())
+        })
+        .unwrap_or_default()
+}
+
 /// Reaps the processes that were re-parented to this (subreaper) process
-/// since `before` was taken: ssh ControlPersist masters and the like. Gives
-/// them `grace` to exit, then SIGTERM, then SIGKILL. Returns their summed CPU
-/// seconds and largest maxrss (kB).
-fn reap_orphans(before: &HashSet<u32>, grace: Duration) -> (f64, u64, usize) {
+/// since `before` was taken: ssh ControlPersist masters (the tool's), and
+/// node-side shells whose sshd session ended first (the fleet's). Gives
+/// them `grace` to exit, then SIGTERM, then SIGKILL.
+fn reap_orphans(before: &HashSet<u32>, grace: Duration) -> Orphans {
     let me: HashSet<u32> = [my_pid()].into();
     let new_kids = || -> Vec<(u32, char)> {
         children_of(&me)
@@ -262,9 +304,9 @@ fn reap_orphans(before: &HashSet<u32>, grace: Duration) -> (f64, u64, usize) {
             send_signal(pid, nix::sys::signal::Signal::SIGTERM);
         }
     }
-    let mut cpu = 0.0;
-    let mut rss = 0u64;
+    let mut o = Orphans::default();
     for &(pid, _) in &kids {
+        let client = comm(pid) == "ssh";
         let until = Instant::now() + Duration::from_secs(3);
         let mut got = None;
         while got.is_none() && Instant::now() < until {
@@ -277,12 +319,17 @@ fn reap_orphans(before: &HashSet<u32>, grace: Duration) -> (f64, u64, usize) {
             send_signal(pid, nix::sys::signal::Signal::SIGKILL);
             got = wait4_pid(pid, true);
         }
-        if let Some((c, r)) = got {
-            cpu += c;
-            rss = rss.max(r);
+        match got {
+            Some((c, r)) if client => {
+                o.client_cpu_s += c;
+                o.client_maxrss_kb = o.client_maxrss_kb.max(r);
+                o.clients += 1;
+            }
+            Some((c, _)) => o.node_cpu_s += c,
+            None => o.clients += usize::from(client),
         }
     }
-    (cpu, rss, kids.len())
+    o
 }
 
 /// Reaps leftover zombie children (e.g. sshd session processes re-parented
@@ -489,12 +536,12 @@ fn run_timed(work: &Path, home: &Path, sshd: &Sshd, job: &Job) -> Timed {
     t.signal = tv.signal;
 
     close_control_masters(&job.control_dirs);
-    let (ocpu, orss, n) = reap_orphans(&before_kids, Duration::from_secs(5));
-    t.orphan_cpu_s = ocpu;
-    t.orphan_maxrss_kb = orss;
-    t.orphans = n;
     t.sshd_idle = sshd.wait_idle(Duration::from_secs(15));
-    t.sshd_cpu_s = sshd.ticks().saturating_sub(sshd_before) as f64 / clk_tck();
+    let orphans = reap_orphans(&before_kids, Duration::from_secs(5));
+    t.orphan_cpu_s = orphans.client_cpu_s;
+    t.orphan_maxrss_kb = orphans.client_maxrss_kb;
+    t.orphans = orphans.clients;
+    t.sshd_cpu_s = sshd.ticks().saturating_sub(sshd_before) as f64 / clk_tck() + orphans.node_cpu_s;
     t.stdout = fs::read_to_string(&out_file).unwrap_or_default();
     t.stderr = fs::read_to_string(&err_file).unwrap_or_default();
     t
@@ -1305,7 +1352,10 @@ fn main() {
             expected: &expected,
             n,
         };
-        for (tool, program) in &tools {
+        for (tool, program) in tools
+            .iter()
+            .flat_map(|t| std::iter::repeat_n(t, args.repeat))
+        {
             let load_before = loadavg_1m();
             eprintln!("running {tool} on {n} nodes (load average {load_before:.1}) ...");
             if load_before > cpus as f64 {

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::auth::{self, Credentials, Identity};
+use super::driver::{self, EndScan};
 use super::known_hosts::{self, KnownHosts, Verdict};
 use super::{
     Captured, ConnectError, Connector, ExecOutput, ExecRequest, ExitStatus, Session, SessionError,
@@ -215,6 +216,38 @@ pub struct SshSession {
     handle: Handle<Verifier>,
     /// The bastion this session tunnels through, kept alive with it.
     _via: Option<Arc<SshSession>>,
+    /// The step shell (see [`driver`]), started by the first step.
+    shell: tokio::sync::Mutex<Shell>,
+    /// Ends each step's output on the step shell's streams.
+    mark: String,
+}
+
+/// A connection's step shell.
+enum Shell {
+    /// Not started yet, or ended (a timeout ends it with its step).
+    Closed,
+    Open(StepShell),
+    /// This node gets a channel per step (its `sh` has no builtin printf).
+    Unfit,
+}
+
+struct StepShell {
+    ch: russh::Channel<client::Msg>,
+    pid: Option<u32>,
+    /// No step has finished in it yet: its pid line is still to come, and
+    /// it may still turn out unfit.
+    fresh: bool,
+}
+
+impl SshSession {
+    fn new(handle: Handle<Verifier>, via: Option<Arc<SshSession>>) -> Self {
+        SshSession {
+            handle,
+            _via: via,
+            shell: tokio::sync::Mutex::new(Shell::Closed),
+            mark: driver::new_mark(),
+        }
+    }
 }
 
 impl Connector for SshConnector {
@@ -386,7 +419,7 @@ impl SshConnector {
         };
         let ids = self.opts.credentials.identities_for(node);
         authenticate(&mut handle, node, &self.opts.credentials, &ids).await?;
-        Ok(SshSession { handle, _via: via })
+        Ok(SshSession::new(handle, via))
     }
 }
 
@@ -532,59 +565,16 @@ impl Session for SshSession {
         Ok(ch.into_stream())
     }
 
+    /// In the step shell when the script can go there, else in a channel
+    /// of its own.
     async fn exec(&self, req: ExecRequest) -> Result<ExecOutput, SessionError> {
-        let lost = |e: russh::Error| SessionError::Lost(e.to_string());
-        let mut ch = self.open_channel().await?;
-        ch.exec(true, remote_command(&req).as_bytes())
-            .await
-            .map_err(lost)?;
-        ch.data(&req.stdin[..]).await.map_err(lost)?;
-        ch.eof().await.map_err(lost)?;
-        let mut out = Collector::new(req.output_cap, req.sudo);
-        let mut deadline = req.timeout.map(|t| Instant::now() + t);
-        let mut kills = 0u8;
-        loop {
-            let wake =
-                deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
-            let msg = tokio::select! {
-                m = ch.wait() => m,
-                _ = tokio::time::sleep_until(wake), if deadline.is_some() => {
-                    out.timed_out |= !out.interrupted;
-                    if !self.end(&ch, &mut out, &mut kills).await {
-                        break;
-                    }
-                    deadline = Some(Instant::now() + TERM_GRACE);
-                    continue;
-                }
-                _ = req.cancel.cancelled(), if kills == 0 => {
-                    out.interrupted = true;
-                    self.end(&ch, &mut out, &mut kills).await;
-                    deadline = Some(Instant::now() + TERM_GRACE);
-                    continue;
-                }
-            };
-            let Some(msg) = msg else { break };
-            match msg {
-                ChannelMsg::Data { data } => out.stdout.push(&data, out.cap),
-                ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr_data(&data),
-                ChannelMsg::ExitStatus { exit_status } => out.code = Some(exit_status as i32),
-                ChannelMsg::ExitSignal { signal_name, .. } => {
-                    out.signal = Some(format!("{signal_name:?}"))
-                }
-                ChannelMsg::Failure => {
-                    return Err(SessionError::Refused("exec request was refused".into()));
-                }
-                ChannelMsg::Close => break,
-                _ => {}
-            }
+        if let Some(frame) = driver::frame(&req, &self.mark)
+            && let Ok(mut shell) = self.shell.try_lock()
+            && let Some(out) = self.exec_in_shell(&mut shell, &req, frame).await?
+        {
+            return Ok(out);
         }
-        let ended = out.timed_out || out.interrupted;
-        if out.code.is_none() && out.signal.is_none() && !ended && self.handle.is_closed() {
-            return Err(SessionError::Lost(
-                "the SSH connection closed during the command".into(),
-            ));
-        }
-        Ok(out.finish())
+        self.exec_in_channel(req).await
     }
 
     async fn close(self) {
@@ -596,6 +586,147 @@ impl Session for SshSession {
 }
 
 impl SshSession {
+    /// A channel for this command alone.
+    async fn exec_in_channel(&self, req: ExecRequest) -> Result<ExecOutput, SessionError> {
+        let lost = |e: russh::Error| SessionError::Lost(e.to_string());
+        let mut ch = self.open_channel().await?;
+        ch.exec(true, remote_command(&req).as_bytes())
+            .await
+            .map_err(lost)?;
+        ch.data(&req.stdin[..]).await.map_err(lost)?;
+        ch.eof().await.map_err(lost)?;
+        let mut out = Collector::new(req.output_cap, req.sudo);
+        self.pump(&mut ch, &req, &mut out, None).await?;
+        self.finish(out)
+    }
+
+    /// The step shell runs `frame`; `None` when this node has no step
+    /// shell (the frame then never ran).
+    async fn exec_in_shell(
+        &self,
+        shell: &mut Shell,
+        req: &ExecRequest,
+        frame: Vec<u8>,
+    ) -> Result<Option<ExecOutput>, SessionError> {
+        let lost = |e: russh::Error| SessionError::Lost(e.to_string());
+        if matches!(shell, Shell::Closed) {
+            let ch = self.open_channel().await?;
+            ch.exec(true, driver::command(PID_MARKER).as_bytes())
+                .await
+                .map_err(lost)?;
+            *shell = Shell::Open(StepShell {
+                ch,
+                pid: None,
+                fresh: true,
+            });
+        }
+        let Shell::Open(sh) = shell else {
+            return Ok(None);
+        };
+        sh.ch.data_bytes(frame).await.map_err(lost)?;
+        let mut out = Collector::new(req.output_cap, req.sudo);
+        if !sh.fresh {
+            out.pid = sh.pid;
+            out.pid_line = None;
+        }
+        let mut ends = [EndScan::new(&self.mark), EndScan::new(&self.mark)];
+        let closed = self
+            .pump(&mut sh.ch, req, &mut out, Some(&mut ends))
+            .await?;
+        let [stdout, stderr] = &mut ends;
+        if !closed && stdout.ended() && stderr.ended() {
+            sh.pid = out.pid;
+            sh.fresh = false;
+            out.code = stdout.code();
+            return Ok(Some(out.finish()));
+        }
+        let unfit = sh.fresh && out.code == Some(driver::UNFIT as i32) && !stdout.found();
+        if let Shell::Open(sh) = std::mem::replace(shell, Shell::Closed) {
+            let _ = sh.ch.close().await;
+        }
+        if unfit {
+            tracing::debug!("no builtin printf on the node: a channel per step");
+            *shell = Shell::Unfit;
+            return Ok(None);
+        }
+        // The shell ended with the step: a timeout or an interrupt ended
+        // its process group, or the step ended the shell itself.
+        out.stdout.push(&stdout.rest(), out.cap);
+        out.stderr_data(&stderr.rest());
+        out.code = None;
+        self.finish(out).map(Some)
+    }
+
+    /// Feeds a command's messages to `out` until it ends (or, in the step
+    /// shell, until both streams reached their end marks), ending it on
+    /// timeout or cancel. Returns whether the channel closed.
+    async fn pump(
+        &self,
+        ch: &mut russh::Channel<client::Msg>,
+        req: &ExecRequest,
+        out: &mut Collector,
+        mut ends: Option<&mut [EndScan; 2]>,
+    ) -> Result<bool, SessionError> {
+        let mut deadline = req.timeout.map(|t| Instant::now() + t);
+        let mut kills = 0u8;
+        loop {
+            if ends.as_ref().is_some_and(|e| e.iter().all(EndScan::ended)) {
+                return Ok(false);
+            }
+            let wake =
+                deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+            let msg = tokio::select! {
+                m = ch.wait() => m,
+                _ = tokio::time::sleep_until(wake), if deadline.is_some() => {
+                    out.timed_out |= !out.interrupted;
+                    if !self.end(ch, out, &mut kills).await {
+                        return Ok(true);
+                    }
+                    deadline = Some(Instant::now() + TERM_GRACE);
+                    continue;
+                }
+                _ = req.cancel.cancelled(), if kills == 0 => {
+                    out.interrupted = true;
+                    self.end(ch, out, &mut kills).await;
+                    deadline = Some(Instant::now() + TERM_GRACE);
+                    continue;
+                }
+            };
+            let Some(msg) = msg else { return Ok(true) };
+            let cap = out.cap;
+            match (msg, ends.as_deref_mut()) {
+                (ChannelMsg::Data { data }, None) => out.stdout.push(&data, cap),
+                (ChannelMsg::Data { data }, Some([o, _])) => {
+                    o.feed(&data, &mut |b: &[u8]| out.stdout.push(b, cap))
+                }
+                (ChannelMsg::ExtendedData { data, ext: 1 }, None) => out.stderr_data(&data),
+                (ChannelMsg::ExtendedData { data, ext: 1 }, Some([_, e])) => {
+                    e.feed(&data, &mut |b: &[u8]| out.stderr_data(b))
+                }
+                (ChannelMsg::ExitStatus { exit_status }, _) => out.code = Some(exit_status as i32),
+                (ChannelMsg::ExitSignal { signal_name, .. }, _) => {
+                    out.signal = Some(format!("{signal_name:?}"))
+                }
+                (ChannelMsg::Failure, _) => {
+                    return Err(SessionError::Refused("exec request was refused".into()));
+                }
+                (ChannelMsg::Close, _) => return Ok(true),
+                _ => {}
+            }
+        }
+    }
+
+    /// The command's result, unless the connection died under it.
+    fn finish(&self, out: Collector) -> Result<ExecOutput, SessionError> {
+        let ended = out.timed_out || out.interrupted;
+        if out.code.is_none() && out.signal.is_none() && !ended && self.handle.is_closed() {
+            return Err(SessionError::Lost(
+                "the SSH connection closed during the command".into(),
+            ));
+        }
+        Ok(out.finish())
+    }
+
     /// One stage of ending a command: TERM, then KILL, then give up on the
     /// channel (returns false). sshd honours `signal` requests only under
     /// privilege separation (not for root), so a second channel runs `kill`

@@ -3,6 +3,7 @@
 
 mod auth;
 mod client;
+mod driver;
 pub mod known_hosts;
 
 use std::future::Future;

@@ -1,0 +1,176 @@
+//! The step shell: one `sh` per connection runs every step of the node
+//! (the transport's fast path), against real sshd.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::Fleet;
+use common::cli::{Run, fleetfix, playbook, run, run_json_on};
+use serde_json::Value;
+
+/// Each step reports its parent: its pid and command name. `SLEEP` is a
+/// length no other test uses, so the sleeper can be counted.
+const PLAYBOOK: &str = r#"
+name = "shell"
+
+[[steps]]
+name = "a"
+run = "echo $PPID $(ps -o comm= -p $PPID)"
+changes = false
+
+[[steps]]
+name = "b"
+run = "printf 'no newline'; printf 'to stderr' >&2"
+changes = false
+
+[[steps]]
+name = "c"
+run = "echo $PPID $(ps -o comm= -p $PPID); sleep SLEEP"
+timeout = "1s"
+ignore_failure = true
+
+[[steps]]
+name = "d"
+run = "echo $PPID $(ps -o comm= -p $PPID); printf 'x\\037y\\n'; exit 7"
+ignore_failure = true
+
+[[steps]]
+name = "e"
+run = "echo $PPID $(ps -o comm= -p $PPID)"
+changes = false
+"#;
+
+/// node -> step -> its step_finished event.
+fn by_node(out: &Run) -> HashMap<String, HashMap<String, Value>> {
+    let mut m: HashMap<String, HashMap<String, Value>> = HashMap::new();
+    for e in out.of_kind("step_finished") {
+        let node = e["node"].as_str().unwrap_or_default().to_string();
+        let step = e["step"].as_str().unwrap_or_default().to_string();
+        m.entry(node).or_default().insert(step, e);
+    }
+    m
+}
+
+/// "PID COMM" of a step's parent.
+fn parent(step: &Value) -> (String, String) {
+    let out = step["stdout"].as_str().unwrap_or_default();
+    let line = out.lines().next().unwrap_or_default();
+    let mut it = line.split_whitespace();
+    let pid = it.next().unwrap_or_default().to_string();
+    let comm = it.next().unwrap_or_default().to_string();
+    (pid, comm)
+}
+
+/// What every node must show whichever way its steps ran.
+fn check_results(steps: &HashMap<String, Value>, node: &str) {
+    let b = &steps["b"];
+    assert_eq!(b["status"], "ok", "{node}: {b}");
+    assert_eq!(b["stdout"], "no newline", "{node}: {b}");
+    assert_eq!(b["stderr"], "to stderr", "{node}: {b}");
+    let c = &steps["c"];
+    assert_eq!(c["status"], "failed", "{node}: {c}");
+    assert!(
+        c["error"].as_str().is_some_and(|e| e.contains("timed out")),
+        "{node}: {c}"
+    );
+    assert!(
+        c["duration_ms"].as_u64().is_some_and(|d| d < 5000),
+        "{node}: {c}"
+    );
+    let d = &steps["d"];
+    assert_eq!(d["exit"], 7, "{node}: {d}");
+    assert!(
+        d["stdout"]
+            .as_str()
+            .is_some_and(|o| o.ends_with("x\u{1f}y\n")),
+        "{node}: {d}"
+    );
+    assert_eq!(steps["e"]["status"], "ok", "{node}: {}", steps["e"]);
+}
+
+fn sleepers_left(fleet: &Fleet, inv: &std::path::Path, secs: u32) -> Vec<String> {
+    let check = run(fleetfix(fleet.dir())
+        .args(["exec", "-i"])
+        .arg(inv)
+        .arg("--known-hosts")
+        .arg(fleet.known_hosts())
+        .arg("--")
+        .arg(format!("ps -eo args | grep -c '^sleep {secs}$' || true")));
+    assert_eq!(check.code, 0, "{}", check.dump());
+    check
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_digit()))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn steps_share_one_shell_and_a_timeout_leaves_a_fresh_one() {
+    let fleet = Fleet::start(3);
+    let inv = fleet.write_inventory(&[]);
+    let pb = playbook(
+        fleet.dir(),
+        "shell.toml",
+        &PLAYBOOK.replace("SLEEP", "3023"),
+    );
+    let out = run_json_on(&fleet, &inv, &pb, &[]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let all = by_node(&out);
+    assert_eq!(all.len(), 3, "{}", out.dump());
+    for (node, steps) in &all {
+        check_results(steps, node);
+        let (a, c, d, e) = (
+            parent(&steps["a"]),
+            parent(&steps["c"]),
+            parent(&steps["d"]),
+            parent(&steps["e"]),
+        );
+        // Each step's script runs under the node's step shell, not sshd.
+        assert_eq!(a.1, "sh", "{node}: {a:?}");
+        assert_eq!(a, c, "{node}: one shell for the steps before the timeout");
+        assert_ne!(c.0, d.0, "{node}: the timeout ended that shell");
+        assert_eq!(d.1, "sh", "{node}: {d:?}");
+        assert_eq!(d, e, "{node}: one shell again after it");
+    }
+    let left = sleepers_left(&fleet, &inv, 3023);
+    assert_eq!(left, vec!["0"; 3], "the timed-out sleep survived");
+}
+
+/// mksh has no builtin `printf`: a step shell there would show the script
+/// on printf's command line, so every step gets a channel of its own.
+#[test]
+fn a_node_without_a_builtin_printf_gets_a_channel_per_step() {
+    let mksh = std::path::Path::new("/usr/bin/mksh");
+    assert!(mksh.exists(), "this test needs mksh (apt-get install mksh)");
+    let bin = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(mksh, bin.path().join("sh")).expect("symlink");
+    let fleet = Fleet::builder()
+        .nodes(2)
+        .sshd_config(format!(
+            "SetEnv PATH={}:/usr/sbin:/usr/bin:/sbin:/bin",
+            bin.path().display()
+        ))
+        .start();
+    let inv = fleet.write_inventory(&[]);
+    let pb = playbook(
+        fleet.dir(),
+        "shell.toml",
+        &PLAYBOOK.replace("SLEEP", "3029"),
+    );
+    let out = run_json_on(&fleet, &inv, &pb, &[]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let all = by_node(&out);
+    assert_eq!(all.len(), 2, "{}", out.dump());
+    for (node, steps) in &all {
+        check_results(steps, node);
+        for step in ["a", "c", "d", "e"] {
+            let p = parent(&steps[step]);
+            assert_eq!(p.1, "sshd", "{node} {step}: a channel of its own: {p:?}");
+        }
+    }
+    let left = sleepers_left(&fleet, &inv, 3029);
+    assert_eq!(left, vec!["0"; 2], "the timed-out sleep survived");
+}
