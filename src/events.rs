@@ -255,18 +255,27 @@ impl Event {
     }
 }
 
-/// Where the executor sends events; cheap to clone, never blocks. Secrets
-/// are masked here, once, so no writer can ever see them.
+/// Writers fed on the emitting thread, before an event goes on to the
+/// writer thread: the journal, so a finished step is written (to the page
+/// cache) before the node's next step starts, whatever the terminal does.
+pub type Inline = Arc<std::sync::Mutex<Vec<Box<dyn crate::output::Reporter>>>>;
+
+/// Where the executor sends events; cheap to clone, never blocks on a
+/// terminal. Secrets are masked here, once, so no writer can ever see them.
 #[derive(Clone)]
 pub struct EventSink {
     tx: mpsc::UnboundedSender<Arc<Stamped>>,
     masker: Arc<Masker>,
+    inline: Inline,
 }
 
 impl EventSink {
-    pub fn channel(masker: Arc<Masker>) -> (Self, mpsc::UnboundedReceiver<Arc<Stamped>>) {
+    pub fn channel(
+        masker: Arc<Masker>,
+        inline: Inline,
+    ) -> (Self, mpsc::UnboundedReceiver<Arc<Stamped>>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (EventSink { tx, masker }, rx)
+        (EventSink { tx, masker, inline }, rx)
     }
 
     pub fn emit(&self, mut event: Event) {
@@ -277,7 +286,15 @@ impl EventSink {
             ts: jiff::Timestamp::now(),
             event,
         };
+        let stamped = Arc::new(stamped);
+        {
+            let mut inline = self.inline.lock().unwrap_or_else(|p| p.into_inner());
+            for r in inline.iter_mut() {
+                r.event(&stamped);
+                r.idle();
+            }
+        }
         // A closed receiver means output is gone; the run still completes.
-        let _ = self.tx.send(Arc::new(stamped));
+        let _ = self.tx.send(stamped);
     }
 }

@@ -499,3 +499,35 @@ print(len(suites), tests, failures, skipped, errors, ','.join(sorted(names)))
     );
     assert!(f[5].contains("node1") && f[5].contains("node3"), "{line}");
 }
+
+#[test]
+fn a_step_is_journaled_before_the_nodes_next_step_starts() {
+    let fleet = Fleet::start(8);
+    let inv = fleet.write_inventory(&[]);
+    let runs = state(&fleet).join("runs");
+    // The nodes share this machine's files: each step looks in the journal
+    // for the one before it.
+    let mut text = String::from("name = \"journaled\"\n[[steps]]\nname = \"s0\"\nrun = \"true\"\n");
+    for k in 1..5 {
+        text.push_str(&format!(
+            r#"
+[[steps]]
+name = "s{k}"
+env = {{ NODE = "${{{{ node.name }}}}" }}
+run = '''
+grep -hF '"event":"step_finished"' {runs}/*.jsonl | grep -F "\"node\":\"$NODE\"" | grep -qF '"step":"s{prev}"'
+'''
+"#,
+            runs = runs.display(),
+            prev = k - 1
+        ));
+    }
+    let pb = playbook(fleet.dir(), "journaled.toml", &text);
+    let out = run(&mut cmd(&fleet, &inv, &pb, &["--output", "json"]));
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let steps = out.of_kind("step_finished");
+    assert_eq!(steps.len(), 8 * 5, "{}", out.dump());
+    for e in steps {
+        assert_eq!(e["status"], "changed", "{e}");
+    }
+}

@@ -94,9 +94,10 @@ pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error>
             credentials,
             keepalive: Duration::from_secs(5),
         }));
-        // The journal first: no slow terminal may hold it back.
-        let mut writers: Vec<Box<dyn Reporter>> = vec![Box::new(journal)];
-        writers.extend(reporters(&job, args.common, args.exec));
+        // The journal on the executor's thread: no slow terminal may hold
+        // it back, and a step is journaled before the node's next starts.
+        let inline: Vec<Box<dyn Reporter>> = vec![Box::new(journal)];
+        let mut writers = reporters(&job, args.common, args.exec);
         if let Some(path) = &args.outputs.report {
             writers.push(Box::new(JsonReport::new(path.clone())));
         }
@@ -104,7 +105,7 @@ pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error>
             writers.push(Box::new(JunitReport::new(path.clone())));
         }
         writers.append(&mut args.extra);
-        let (sink, writer) = output::spawn(job.masker.clone(), writers);
+        let (sink, writers) = output::spawn(job.masker.clone(), inline, writers);
         let control = Control::default();
         let signals = tokio::spawn(handle_signals(control.clone(), sink.clone()));
         let opts = ExecOptions {
@@ -119,7 +120,7 @@ pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error>
         // The signal task holds a sender too: the writers finish once it is gone.
         signals.abort();
         let _ = signals.await;
-        let _ = writer.join();
+        writers.finish();
         Ok(summary.exit_code)
     })
 }

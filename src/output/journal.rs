@@ -13,11 +13,12 @@ use crate::state;
 
 /// Appends events to the journal file as they happen.
 ///
-/// Events are written as soon as the writer has no further event waiting:
-/// whole lines, one `write` per burst, so the journal lags the run only by
-/// what is still queued in memory, and a crash or `SIGKILL` of fleetfix
-/// loses nothing the writer already handled. The file is fsynced when the
-/// run finishes, so the whole journal also survives a power loss after that.
+/// It is fed on the executor's thread (see [`crate::events::Inline`]): each
+/// event is one whole-line `write` before the executor goes on, so a step
+/// is journaled before the node's next step starts, and a crash or
+/// `SIGKILL` of fleetfix loses nothing that finished. The file is fsynced
+/// when the run finishes, so the whole journal also survives a power loss
+/// after that.
 pub struct Journal {
     file: File,
     path: PathBuf,

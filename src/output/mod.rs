@@ -1,6 +1,7 @@
 //! Writers that consume the event stream: live bars, plain lines, JSON
 //! Lines, grouped `exec` output and the final summary table. They run on a
-//! thread of their own, so output never slows the executor down.
+//! thread of their own, so a slow terminal never holds the executor up; only
+//! the journal is written on the executor's thread (see [`EventSink`]).
 
 mod bars;
 pub mod journal;
@@ -13,12 +14,14 @@ pub mod summary;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use tokio::sync::mpsc;
+
 pub use bars::Bars;
 pub use json::JsonLines;
 pub use plain::{ExecGrouped, PlainLines};
 pub use summary::SummaryTable;
 
-use crate::events::{EventSink, Stamped};
+use crate::events::{EventSink, Inline, Stamped};
 use crate::secrets::Masker;
 
 /// A consumer of the event stream.
@@ -32,29 +35,71 @@ pub trait Reporter: Send {
     fn finish(&mut self) {}
 }
 
-/// Starts a thread feeding every event to `reporters`, in order.
+/// How long the writer thread lets events gather once a burst came in.
+/// A busy run then wakes it (and the executor pays a thread wake-up) once
+/// per tick rather than once per event; a quiet run wakes it per event.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The writers of a run: `finish` once the run is over.
+pub struct Writers {
+    thread: JoinHandle<()>,
+    inline: Inline,
+}
+
+impl Writers {
+    /// Waits for the writer thread (it ends with the last [`EventSink`]),
+    /// then finishes the inline writers.
+    pub fn finish(self) {
+        let _ = self.thread.join();
+        let mut inline = self.inline.lock().unwrap_or_else(|p| p.into_inner());
+        for r in inline.iter_mut() {
+            r.finish();
+        }
+    }
+}
+
+/// Feeds every event to `inline` on the emitting thread (the journal) and
+/// to `threaded` on a thread of their own (terminal, stdout, reports), in
+/// order.
 pub fn spawn(
     masker: Arc<Masker>,
-    mut reporters: Vec<Box<dyn Reporter>>,
-) -> (EventSink, JoinHandle<()>) {
-    let (sink, mut rx) = EventSink::channel(masker);
-    let handle = std::thread::spawn(move || {
-        while let Some(ev) = rx.blocking_recv() {
-            let ev: Arc<Stamped> = ev;
+    inline: Vec<Box<dyn Reporter>>,
+    mut threaded: Vec<Box<dyn Reporter>>,
+) -> (EventSink, Writers) {
+    let inline: Inline = Arc::new(std::sync::Mutex::new(inline));
+    let (sink, mut rx) = EventSink::channel(masker, inline.clone());
+    let thread = std::thread::spawn(move || {
+        let feed = |reporters: &mut Vec<Box<dyn Reporter>>, ev: Arc<Stamped>| {
             for r in reporters.iter_mut() {
                 r.event(&ev);
             }
-            if rx.is_empty() {
-                for r in reporters.iter_mut() {
+        };
+        'run: while let Some(ev) = rx.blocking_recv() {
+            feed(&mut threaded, ev);
+            loop {
+                loop {
+                    match rx.try_recv() {
+                        Ok(ev) => feed(&mut threaded, ev),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => break 'run,
+                    }
+                }
+                for r in threaded.iter_mut() {
                     r.idle();
+                }
+                // While this thread sleeps it is not parked on the channel,
+                // so sending costs the executor no wake-up.
+                std::thread::sleep(GATHER);
+                if rx.is_empty() {
+                    break;
                 }
             }
         }
-        for r in reporters.iter_mut() {
+        for r in threaded.iter_mut() {
             r.finish();
         }
     });
-    (sink, handle)
+    (sink, Writers { thread, inline })
 }
 
 /// Shortens text to its last `n` non-empty lines (for failure details).
