@@ -13,7 +13,7 @@ use crate::inventory::{Inventory, Node};
 use crate::playbook::{Action, Expect, GateCheck, HttpSpec, Playbook, Step, Text};
 use crate::secrets::{self, Masker};
 use crate::select;
-use crate::template::{self, Mode, Templates};
+use crate::template::{self, Context, Mode, Templates};
 use crate::vars::{self, Layers, RunInfo, Vars};
 
 /// The default of `--concurrency` when neither CLI nor playbook set it.
@@ -198,7 +198,7 @@ impl Job {
     /// Renders every template of a step for one node's variables.
     pub fn render(&self, r: StepRef, vars: &Vars) -> Result<RenderedStep, Error> {
         let step = self.step(r);
-        let ctx = vars::context(vars);
+        let ctx = Context::lazy(|| vars::context(vars));
         let key = |field: &str| key(r, field);
         let text = |field: &str, t: &Text, mode: Mode, what: &str| {
             self.templates
@@ -259,7 +259,7 @@ impl Job {
     /// Renders gate `i` with the run-wide variables.
     pub fn render_gate(&self, i: usize) -> Result<RenderedGate, Error> {
         let gate = &self.playbook.gates[i];
-        let ctx = vars::context(&self.global_vars);
+        let ctx = Context::lazy(|| vars::context(&self.global_vars));
         let src = &self.playbook.source;
         let text = |field: &str, t: &Text, mode: Mode| {
             self.templates
@@ -300,7 +300,7 @@ impl Job {
         prefix: &str,
         h: &HttpSpec,
         fallback_timeout: Option<std::time::Duration>,
-        ctx: &Value,
+        ctx: &Context<'_>,
     ) -> Result<http::Request, Error> {
         let src = &self.playbook.source;
         let text = |field: &str, t: &Text| {
@@ -330,7 +330,7 @@ impl Job {
         &self,
         prefix: &str,
         e: &Expect,
-        ctx: &Value,
+        ctx: &Context<'_>,
     ) -> Result<(RenderedExpect, http::Expect), Error> {
         let src = &self.playbook.source;
         let text = |field: &str, t: &Text| {

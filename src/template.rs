@@ -30,6 +30,29 @@ pub enum Mode {
 /// Compiled templates of one playbook, rendered many times (once per node).
 pub struct Templates {
     env: Environment<'static>,
+    /// Output of the templates with no `${{ }}` (or block, or comment):
+    /// the same on every node, so rendered once.
+    fixed: std::collections::HashMap<String, String>,
+}
+
+/// The variables a template is rendered with, built on first use: a node
+/// whose templates are all fixed text never needs them.
+pub struct Context<'a> {
+    make: Box<dyn Fn() -> Value + 'a>,
+    value: std::cell::OnceCell<Value>,
+}
+
+impl<'a> Context<'a> {
+    pub fn lazy(make: impl Fn() -> Value + 'a) -> Self {
+        Context {
+            make: Box::new(make),
+            value: std::cell::OnceCell::new(),
+        }
+    }
+
+    pub fn value(&self) -> &Value {
+        self.value.get_or_init(|| (self.make)())
+    }
 }
 
 impl Default for Templates {
@@ -74,7 +97,10 @@ impl Templates {
             Ok(())
         });
         env.add_filter("raw", |v: Value| verbatim(value_text(&v)));
-        Templates { env }
+        Templates {
+            env,
+            fixed: Default::default(),
+        }
     }
 
     /// Compiles a template under `key`; `key` must be unique per playbook.
@@ -83,16 +109,31 @@ impl Templates {
             Mode::Shell => format!("{SHELL_PREFIX}{key}"),
             Mode::Text => key.to_string(),
         };
-        self.env.add_template_owned(name, source.to_string())
+        let fixed = !["${{", "${%", "$%#"].iter().any(|d| source.contains(d));
+        self.env
+            .add_template_owned(name.clone(), source.to_string())?;
+        if fixed {
+            let text = self.env.get_template(&name)?.render(Value::UNDEFINED)?;
+            self.fixed.insert(name, text);
+        }
+        Ok(())
     }
 
     /// Renders the template added under `key` with `mode`.
-    pub fn render(&self, key: &str, mode: Mode, ctx: &Value) -> Result<String, minijinja::Error> {
+    pub fn render(
+        &self,
+        key: &str,
+        mode: Mode,
+        ctx: &Context<'_>,
+    ) -> Result<String, minijinja::Error> {
         let name = match mode {
             Mode::Shell => format!("{SHELL_PREFIX}{key}"),
             Mode::Text => key.to_string(),
         };
-        self.env.get_template(&name)?.render(ctx)
+        if let Some(text) = self.fixed.get(&name) {
+            return Ok(text.clone());
+        }
+        self.env.get_template(&name)?.render(ctx.value())
     }
 
     /// Evaluates a `when` expression to a boolean.
@@ -301,7 +342,26 @@ mod tests {
     fn render(mode: Mode, src: &str, ctx: Value) -> Result<String, minijinja::Error> {
         let mut t = Templates::new();
         t.add("t", mode, src)?;
-        t.render("t", mode, &ctx)
+        t.render("t", mode, &Context::lazy(move || ctx.clone()))
+    }
+
+    #[test]
+    fn fixed_text_is_rendered_once_without_the_variables() {
+        let mut t = Templates::new();
+        let src = "echo '$HOME' ${#x} {{ not ours }}\n";
+        t.add("fixed", Mode::Shell, src).expect("compiles");
+        t.add("var", Mode::Shell, "echo ${{ x }}")
+            .expect("compiles");
+        let never = Context::lazy(|| panic!("a fixed template needs no variables"));
+        assert_eq!(
+            t.render("fixed", Mode::Shell, &never).expect("renders"),
+            src
+        );
+        let ctx = Context::lazy(|| Value::from_iter([("x", "a b")]));
+        assert_eq!(
+            t.render("var", Mode::Shell, &ctx).expect("renders"),
+            "echo 'a b'"
+        );
     }
 
     #[test]
