@@ -107,21 +107,33 @@ fn sleepers_left(fleet: &Fleet, inv: &std::path::Path, secs: u32) -> Vec<String>
         .collect()
 }
 
-#[test]
-fn steps_share_one_shell_and_a_timeout_leaves_a_fresh_one() {
-    let fleet = Fleet::start(3);
+/// Runs the playbook on every node of `fleet` (`sleep` names its sleeper)
+/// and checks what must hold whichever way the steps ran: the results, and
+/// no sleeper left. Returns node -> step -> event.
+fn run_checked(fleet: &Fleet, sleep: u32) -> HashMap<String, HashMap<String, Value>> {
     let inv = fleet.write_inventory(&[]);
     let pb = playbook(
         fleet.dir(),
         "shell.toml",
-        &PLAYBOOK.replace("SLEEP", "3023"),
+        &PLAYBOOK.replace("SLEEP", &sleep.to_string()),
     );
-    let out = run_json_on(&fleet, &inv, &pb, &[]);
+    let out = run_json_on(fleet, &inv, &pb, &[]);
     assert_eq!(out.code, 0, "{}", out.dump());
     let all = by_node(&out);
-    assert_eq!(all.len(), 3, "{}", out.dump());
+    let n = fleet.nodes().len();
+    assert_eq!(all.len(), n, "{}", out.dump());
     for (node, steps) in &all {
         check_results(steps, node);
+    }
+    let left = sleepers_left(fleet, &inv, sleep);
+    assert_eq!(left, vec!["0"; n], "the timed-out sleep survived");
+    all
+}
+
+#[test]
+fn steps_share_one_shell_and_a_timeout_leaves_a_fresh_one() {
+    let fleet = Fleet::start(3);
+    for (node, steps) in &run_checked(&fleet, 3023) {
         let (a, c, d, e) = (
             parent(&steps["a"]),
             parent(&steps["c"]),
@@ -135,8 +147,6 @@ fn steps_share_one_shell_and_a_timeout_leaves_a_fresh_one() {
         assert_eq!(d.1, "sh", "{node}: {d:?}");
         assert_eq!(d, e, "{node}: one shell again after it");
     }
-    let left = sleepers_left(&fleet, &inv, 3023);
-    assert_eq!(left, vec!["0"; 3], "the timed-out sleep survived");
 }
 
 /// mksh has no builtin `printf`: a step shell there would show the script
@@ -154,23 +164,10 @@ fn a_node_without_a_builtin_printf_gets_a_channel_per_step() {
             bin.path().display()
         ))
         .start();
-    let inv = fleet.write_inventory(&[]);
-    let pb = playbook(
-        fleet.dir(),
-        "shell.toml",
-        &PLAYBOOK.replace("SLEEP", "3029"),
-    );
-    let out = run_json_on(&fleet, &inv, &pb, &[]);
-    assert_eq!(out.code, 0, "{}", out.dump());
-    let all = by_node(&out);
-    assert_eq!(all.len(), 2, "{}", out.dump());
-    for (node, steps) in &all {
-        check_results(steps, node);
+    for (node, steps) in &run_checked(&fleet, 3029) {
         for step in ["a", "c", "d", "e"] {
             let p = parent(&steps[step]);
             assert_eq!(p.1, "sshd", "{node} {step}: a channel of its own: {p:?}");
         }
     }
-    let left = sleepers_left(&fleet, &inv, 3029);
-    assert_eq!(left, vec!["0"; 2], "the timed-out sleep survived");
 }
