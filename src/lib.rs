@@ -12,6 +12,7 @@ pub mod executor;
 pub mod http;
 pub mod inventory;
 pub mod job;
+pub mod limits;
 pub mod local;
 pub mod lock;
 pub mod output;

@@ -14,14 +14,17 @@ const TERM_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs the request's shell through `/bin/sh -c`, feeding `req.stdin`.
 pub async fn exec(req: &ExecRequest) -> Result<ExecOutput, SessionError> {
-    let mut child = tokio::process::Command::new("/bin/sh")
-        .arg("-c")
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
         .arg(req.shell_command())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    // SAFETY: child_limits only calls getrlimit and setrlimit.
+    unsafe { cmd.pre_exec(crate::limits::child_limits) };
+    let mut child = cmd
         .spawn()
         .map_err(|e| SessionError::Refused(format!("cannot start /bin/sh on the runner: {e}")))?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));

@@ -7,7 +7,7 @@ use crate::demo::{self, Fleet, Verdict};
 use crate::error::Error;
 use crate::playbook::Playbook;
 
-use super::execute::{self, RunArgs, raise_open_files_limit};
+use super::execute::{self, RunArgs, set_limits};
 
 pub(super) struct DemoArgs {
     pub nodes: usize,
@@ -18,7 +18,7 @@ pub(super) struct DemoArgs {
 }
 
 pub(super) fn demo(args: DemoArgs) -> Result<i32, Error> {
-    raise_open_files_limit();
+    set_limits();
     let names = demo::node_names(args.nodes);
     let failing = if args.serve {
         Vec::new()

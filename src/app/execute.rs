@@ -18,7 +18,7 @@ use crate::output::{self, Bars, ExecGrouped, JsonLines, PlainLines, Reporter, Su
 use crate::playbook::Playbook;
 use crate::ssh::known_hosts::KnownHosts;
 use crate::ssh::{Credentials, SshConnector, SshOptions};
-use crate::{lock, runs, state};
+use crate::{limits, lock, runs, state};
 
 /// What `run` and `exec` were asked for beyond the job itself.
 pub(super) struct RunArgs<'a> {
@@ -36,7 +36,7 @@ pub(super) struct RunArgs<'a> {
 
 /// `run` and `exec`: lock, confirm, connect, execute, report; the exit code.
 pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error> {
-    raise_open_files_limit();
+    set_limits();
     let state = state::state_dir();
     let only = match args.resume {
         Some(id) => Some(unfinished_in(&state, id, &pb.name)?),
@@ -252,12 +252,9 @@ fn reporters(job: &Job, common: &Common, exec: bool) -> Vec<Box<dyn Reporter>> {
     out
 }
 
-/// Many nodes in flight need many sockets; take the hard limit up front.
-pub(super) fn raise_open_files_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-    {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-    }
+/// Limits for a run: many sockets, and no memory locking (see
+/// [`limits::refuse_memory_locking`]).
+pub(super) fn set_limits() {
+    limits::raise_open_files();
+    limits::refuse_memory_locking();
 }

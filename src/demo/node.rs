@@ -136,8 +136,8 @@ impl Handler for NodeHandler {
 /// Runs one command like sshd would: stdin from the channel, stdout and
 /// stderr back, then the exit status, EOF and close.
 async fn run_command(channel: Channel<Msg>, command: String, node: Arc<NodeSpec>) {
-    let spawned = tokio::process::Command::new("/bin/sh")
-        .arg("-c")
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
         .arg(&command)
         .current_dir(&node.dir)
         .env("HOME", &node.dir)
@@ -146,8 +146,10 @@ async fn run_command(channel: Channel<Msg>, command: String, node: Arc<NodeSpec>
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn();
+        .kill_on_drop(true);
+    // SAFETY: child_limits only calls getrlimit and setrlimit.
+    unsafe { cmd.pre_exec(crate::limits::child_limits) };
+    let spawned = cmd.spawn();
     let (mut read, write) = channel.split();
     let mut child = match spawned {
         Ok(c) => c,
