@@ -223,6 +223,43 @@ pub struct Stamped {
     pub ts: jiff::Timestamp,
     #[serde(flatten)]
     pub event: Event,
+    /// The JSON line, made by the first writer that needs it: the journal
+    /// and `--output json` print the same line.
+    #[serde(skip)]
+    line: std::sync::OnceLock<Box<[u8]>>,
+}
+
+impl Stamped {
+    pub fn new(ts: jiff::Timestamp, event: Event) -> Self {
+        Stamped {
+            ts,
+            event,
+            line: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The event as one JSON object and a newline (SPEC section 7).
+    pub fn json_line(&self) -> &[u8] {
+        self.line.get_or_init(|| {
+            let mut line = serde_json::to_vec(self).unwrap_or_else(|e| {
+                // Only a map with non-string keys could fail; there is none.
+                serde_json::to_vec(&serde_json::json!({"ts": self.ts, "error": e.to_string()}))
+                    .unwrap_or_default()
+            });
+            line.push(b'\n');
+            line.into_boxed_slice()
+        })
+    }
+
+    /// Whether the journal must be written out before this event's effect
+    /// takes place: a step starting, so a step is journaled before the
+    /// node's next starts, and the run's end.
+    pub fn is_barrier(&self) -> bool {
+        matches!(
+            self.event,
+            Event::StepStarted { .. } | Event::RunFinished { .. }
+        )
+    }
 }
 
 impl Event {
@@ -260,6 +297,29 @@ impl Event {
 /// cache) before the node's next step starts, whatever the terminal does.
 pub type Inline = Arc<std::sync::Mutex<Vec<Box<dyn crate::output::Reporter>>>>;
 
+/// Writes out what the inline writers hold, from the runtime's park hook:
+/// whenever the runner waits for its nodes, the journal is on disk.
+#[derive(Clone, Default)]
+pub struct ParkFlush(Arc<std::sync::OnceLock<Inline>>);
+
+impl ParkFlush {
+    /// The sink whose inline writers to flush from now on.
+    pub fn attach(&self, sink: &EventSink) {
+        let _ = self.0.set(sink.inline.clone());
+    }
+
+    pub fn flush(&self) {
+        // Never block the runtime: an emit in progress flushes by itself.
+        if let Some(inline) = self.0.get()
+            && let Ok(mut inline) = inline.try_lock()
+        {
+            for r in inline.iter_mut() {
+                r.idle();
+            }
+        }
+    }
+}
+
 /// Where the executor sends events; cheap to clone, never blocks on a
 /// terminal. Secrets are masked here, once, so no writer can ever see them.
 #[derive(Clone)]
@@ -282,16 +342,14 @@ impl EventSink {
         if !self.masker.is_empty() {
             event.mask(&self.masker);
         }
-        let stamped = Stamped {
-            ts: jiff::Timestamp::now(),
-            event,
-        };
-        let stamped = Arc::new(stamped);
+        let stamped = Arc::new(Stamped::new(jiff::Timestamp::now(), event));
         {
             let mut inline = self.inline.lock().unwrap_or_else(|p| p.into_inner());
             for r in inline.iter_mut() {
                 r.event(&stamped);
-                r.idle();
+                if stamped.is_barrier() {
+                    r.idle();
+                }
             }
         }
         // A closed receiver means output is gone; the run still completes.

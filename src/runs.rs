@@ -632,10 +632,7 @@ mod tests {
     fn journal(state: &Path, id: &str, start: i64, events: Vec<Event>) {
         let mut j = Journal::create(state, id).unwrap();
         for (n, event) in events.into_iter().enumerate() {
-            j.event(&Stamped {
-                ts: ts(start + n as i64),
-                event,
-            });
+            j.event(&Stamped::new(ts(start + n as i64), event));
         }
         j.finish();
     }

@@ -13,12 +13,13 @@ use crate::state;
 
 /// Appends events to the journal file as they happen.
 ///
-/// It is fed on the executor's thread (see [`crate::events::Inline`]): each
-/// event is one whole-line `write` before the executor goes on, so a step
-/// is journaled before the node's next step starts, and a crash or
-/// `SIGKILL` of fleetfix loses nothing that finished. The file is fsynced
-/// when the run finishes, so the whole journal also survives a power loss
-/// after that.
+/// It is fed on the executor's thread (see [`crate::events::Inline`]).
+/// Lines are written whole, in one `write` per burst: before any step
+/// starts (so a step is journaled before the node's next step starts) and
+/// whenever the runner goes to wait for its nodes ([`crate::events::ParkFlush`]),
+/// so a crash or `SIGKILL` of fleetfix loses at most the events of the
+/// instant it died in. The file is fsynced when the run finishes, so the
+/// whole journal also survives a power loss after that.
 pub struct Journal {
     file: File,
     path: PathBuf,
@@ -100,10 +101,7 @@ impl Journal {
 
 impl Reporter for Journal {
     fn event(&mut self, ev: &Stamped) {
-        if let Err(e) = serde_json::to_writer(&mut self.pending, ev) {
-            return self.warn_once(&e);
-        }
-        self.pending.push(b'\n');
+        self.pending.extend_from_slice(ev.json_line());
         if matches!(ev.event, Event::RunFinished { .. }) {
             self.write_pending();
             if let Err(e) = self.file.sync_all() {
@@ -148,10 +146,7 @@ mod tests {
         ];
         let mut written = 0;
         for event in events {
-            j.event(&Stamped {
-                ts: jiff::Timestamp::UNIX_EPOCH,
-                event,
-            });
+            j.event(&Stamped::new(jiff::Timestamp::UNIX_EPOCH, event));
             // Visible to another reader once the writer is idle, without
             // any drop or sync.
             j.idle();

@@ -23,9 +23,7 @@ impl Reporter for JsonLines {
         if matches!(ev.event, Event::StepStarted { .. }) {
             return;
         }
-        if serde_json::to_writer(&mut self.out, ev).is_ok() {
-            let _ = self.out.write_all(b"\n");
-        }
+        let _ = self.out.write_all(ev.json_line());
     }
 
     /// A scripted consumer sees each event as soon as the writer caught up.

@@ -252,10 +252,7 @@ pub(crate) mod tests {
     use crate::events::StepStatus;
 
     pub(crate) fn at(event: Event) -> Stamped {
-        Stamped {
-            ts: jiff::Timestamp::from_second(1_795_000_000).unwrap(),
-            event,
-        }
+        Stamped::new(jiff::Timestamp::from_second(1_795_000_000).unwrap(), event)
     }
 
     pub(crate) fn step(

@@ -161,10 +161,7 @@ mod tests {
     use crate::events::StepResult;
 
     fn at(event: Event) -> Stamped {
-        Stamped {
-            ts: jiff::Timestamp::UNIX_EPOCH,
-            event,
-        }
+        Stamped::new(jiff::Timestamp::UNIX_EPOCH, event)
     }
 
     fn step(node: &str, name: &str, status: StepStatus, exit: Option<i32>, stderr: &str) -> Event {
