@@ -21,6 +21,54 @@ pub struct Identity {
     pub path: PathBuf,
     pub key: Arc<PrivateKey>,
     pub cert: Option<Certificate>,
+    /// An ed25519 key expanded once: signing through `key` would derive
+    /// and check its public half again on every connection.
+    pub ed25519: Option<Arc<ed25519_dalek::SigningKey>>,
+}
+
+/// Signs a userauth request with an [`Identity::ed25519`] key.
+pub struct Ed25519Signer(pub Arc<ed25519_dalek::SigningKey>);
+
+/// The session went away while a signature was asked for.
+#[derive(Debug)]
+pub struct SignError;
+
+impl From<russh::SendError> for SignError {
+    fn from(_: russh::SendError) -> Self {
+        SignError
+    }
+}
+
+impl russh::Signer for Ed25519Signer {
+    type Error = SignError;
+
+    /// Appends the signature blob (`ssh-ed25519`, 64 bytes) to `to_sign`,
+    /// as RFC 4252 section 7 lays out the request.
+    #[allow(clippy::manual_async_fn)]
+    fn auth_sign(
+        &mut self,
+        _key: &russh::keys::agent::AgentIdentity,
+        _hash_alg: Option<russh::keys::HashAlg>,
+        mut to_sign: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, SignError>> + Send {
+        use ed25519_dalek::Signer as _;
+        let sig = self.0.sign(&to_sign).to_bytes();
+        async move {
+            const ALG: &[u8] = b"ssh-ed25519";
+            let blob_len = 4 + ALG.len() + 4 + sig.len();
+            to_sign.reserve(4 + blob_len);
+            for part in [
+                &(blob_len as u32).to_be_bytes()[..],
+                &(ALG.len() as u32).to_be_bytes(),
+                ALG,
+            ] {
+                to_sign.extend_from_slice(part);
+            }
+            to_sign.extend_from_slice(&(sig.len() as u32).to_be_bytes());
+            to_sign.extend_from_slice(&sig);
+            Ok(to_sign)
+        }
+    }
 }
 
 /// Every key this run may offer.
@@ -163,10 +211,16 @@ fn load_identity(path: &Path) -> Result<Identity, Error> {
         })?),
         Err(_) => None,
     };
+    let ed25519 = key
+        .key_data()
+        .ed25519()
+        .and_then(|k| ed25519_dalek::SigningKey::try_from(k).ok())
+        .map(Arc::new);
     Ok(Identity {
         path: path.to_path_buf(),
         key: Arc::new(key),
         cert,
+        ed25519,
     })
 }
 
@@ -196,4 +250,38 @@ fn decrypt(text: &str, path: &Path) -> Result<PrivateKey, Error> {
             format!("check the passphrase given in {PASSPHRASE_ENV} or at the prompt"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::Verifier as _;
+    use russh::Signer as _;
+    use russh::keys::ssh_key::public::{Ed25519PublicKey, KeyData};
+    use russh::keys::ssh_key::{Signature, encoding::Decode};
+
+    #[tokio::test]
+    async fn the_ed25519_signer_appends_a_signature_the_public_key_verifies() {
+        let dalek = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let verifying = dalek.verifying_key();
+        let public = KeyData::Ed25519(Ed25519PublicKey(verifying.to_bytes()));
+        let identity = russh::keys::agent::AgentIdentity::PublicKey {
+            key: PublicKey::new(public, ""),
+            comment: String::new(),
+        };
+        let request = b"session id and userauth request".to_vec();
+        let signed = Ed25519Signer(Arc::new(dalek))
+            .auth_sign(&identity, None, request.clone())
+            .await
+            .unwrap();
+        let (head, blob) = signed.split_at(request.len());
+        assert_eq!(head, request);
+        let len = u32::from_be_bytes(blob[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, blob.len() - 4, "the blob is the rest of the request");
+        let sig = Signature::decode(&mut &blob[4..]).unwrap();
+        assert_eq!(sig.algorithm(), russh::keys::Algorithm::Ed25519);
+        let raw = ed25519_dalek::Signature::from_slice(sig.as_bytes()).unwrap();
+        verifying.verify(&request, &raw).unwrap();
+        assert!(verifying.verify(b"another request", &raw).is_err());
+    }
 }

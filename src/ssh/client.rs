@@ -513,12 +513,21 @@ async fn authenticate(
                 return Ok(());
             }
         }
-        let hash = rsa_hash(handle, id.key.public_key()).await;
-        let key = PrivateKeyWithHashAlg::new(id.key.clone(), hash);
-        let r = handle
-            .authenticate_publickey(user, key)
-            .await
-            .map_err(lost)?;
+        let r = if let Some(key) = &id.ed25519 {
+            let mut signer = auth::Ed25519Signer(key.clone());
+            let public = id.key.public_key().clone();
+            handle
+                .authenticate_publickey_with(user, public, None, &mut signer)
+                .await
+                .map_err(|_| lost(russh::Error::SendError))?
+        } else {
+            let hash = rsa_hash(handle, id.key.public_key()).await;
+            let key = PrivateKeyWithHashAlg::new(id.key.clone(), hash);
+            handle
+                .authenticate_publickey(user, key)
+                .await
+                .map_err(lost)?
+        };
         if r.success() {
             return Ok(());
         }
