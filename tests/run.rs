@@ -57,6 +57,9 @@ expect = { stdout_contains = "ok-", stdout_regex = "^ok-node[0-9]+$" }
         .arg(&pb));
     let elapsed = started.elapsed();
     assert_eq!(out.code, 0, "{}", out.dump());
+    // A clean run says nothing on stderr: no warning from a dependency
+    // (russh_cryptovec's about the memory locking fleetfix refuses).
+    assert_eq!(out.stderr.trim(), "", "{}", out.dump());
     let events = out.events();
     assert_eq!(
         events.first().map(|e| &e["event"]),

@@ -126,8 +126,11 @@ fn init_tracing(common: &Common) {
         (false, 2) => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("fleetfix={level},warn")));
+    // russh_cryptovec warns once that it cannot lock memory: fleetfix
+    // refuses that on purpose (see `limits::refuse_memory_locking`).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("fleetfix={level},russh_cryptovec=off,warn"))
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
