@@ -250,16 +250,6 @@ impl Stamped {
             line.into_boxed_slice()
         })
     }
-
-    /// Whether the journal must be written out before this event's effect
-    /// takes place: a step starting, so a step is journaled before the
-    /// node's next starts, and the run's end.
-    pub fn is_barrier(&self) -> bool {
-        matches!(
-            self.event,
-            Event::StepStarted { .. } | Event::RunFinished { .. }
-        )
-    }
 }
 
 impl Event {
@@ -297,29 +287,6 @@ impl Event {
 /// cache) before the node's next step starts, whatever the terminal does.
 pub type Inline = Arc<std::sync::Mutex<Vec<Box<dyn crate::output::Reporter>>>>;
 
-/// Writes out what the inline writers hold, from the runtime's park hook:
-/// whenever the runner waits for its nodes, the journal is on disk.
-#[derive(Clone, Default)]
-pub struct ParkFlush(Arc<std::sync::OnceLock<Inline>>);
-
-impl ParkFlush {
-    /// The sink whose inline writers to flush from now on.
-    pub fn attach(&self, sink: &EventSink) {
-        let _ = self.0.set(sink.inline.clone());
-    }
-
-    pub fn flush(&self) {
-        // Never block the runtime: an emit in progress flushes by itself.
-        if let Some(inline) = self.0.get()
-            && let Ok(mut inline) = inline.try_lock()
-        {
-            for r in inline.iter_mut() {
-                r.idle();
-            }
-        }
-    }
-}
-
 /// Where the executor sends events; cheap to clone, never blocks on a
 /// terminal. Secrets are masked here, once, so no writer can ever see them.
 #[derive(Clone)]
@@ -347,9 +314,7 @@ impl EventSink {
             let mut inline = self.inline.lock().unwrap_or_else(|p| p.into_inner());
             for r in inline.iter_mut() {
                 r.event(&stamped);
-                if stamped.is_barrier() {
-                    r.idle();
-                }
+                r.idle();
             }
         }
         // A closed receiver means output is gone; the run still completes.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::prepare;
 use crate::cli::{Common, Connection, OutputFormat, Outputs, Progress};
 use crate::error::Error;
-use crate::events::{Event, EventSink, ParkFlush};
+use crate::events::{Event, EventSink};
 use crate::executor::{self, Control, ExecOptions};
 use crate::job::Job;
 use crate::output::journal::Journal;
@@ -60,11 +60,8 @@ pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error>
     // One thread drives every connection: a node's work is mostly waiting,
     // and handing wakeups between worker threads cost ~12% more CPU per
     // host (bench, N=200) than the crypto it would spread.
-    let park = ParkFlush::default();
-    let parked = park.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .on_thread_park(move || parked.flush())
         .build()
         .map_err(|e| Error::Runtime {
             message: format!("cannot start the async runtime: {e}"),
@@ -109,7 +106,6 @@ pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error>
         }
         writers.append(&mut args.extra);
         let (sink, writers) = output::spawn(job.masker.clone(), inline, writers);
-        park.attach(&sink);
         let control = Control::default();
         let signals = tokio::spawn(handle_signals(control.clone(), sink.clone()));
         let opts = ExecOptions {

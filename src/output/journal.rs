@@ -13,12 +13,11 @@ use crate::state;
 
 /// Appends events to the journal file as they happen.
 ///
-/// It is fed on the executor's thread (see [`crate::events::Inline`]).
-/// Lines are written whole, in one `write` per burst: before any step
-/// starts (so a step is journaled before the node's next step starts) and
-/// whenever the runner goes to wait for its nodes ([`crate::events::ParkFlush`]),
-/// so a crash or `SIGKILL` of fleetfix loses at most the events of the
-/// instant it died in. The file is fsynced when the run finishes, so the
+/// It is fed on the executor's thread (see [`crate::events::Inline`]): each
+/// event is one whole-line `write` before the executor goes on (SPEC
+/// section 7: flushed event by event), so a step is journaled before the
+/// node's next step starts, and a crash or `SIGKILL` of fleetfix loses
+/// nothing that finished. The file is fsynced when the run finishes, so the
 /// whole journal also survives a power loss after that.
 pub struct Journal {
     file: File,
