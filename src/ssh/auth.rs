@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
+use russh::keys::ssh_key::Signature;
 use russh::keys::{Certificate, PrivateKey, PublicKey};
 
 use crate::error::Error;
@@ -29,7 +30,8 @@ pub struct Identity {
 /// Signs a userauth request with an [`Identity::ed25519`] key.
 pub struct Ed25519Signer(pub Arc<ed25519_dalek::SigningKey>);
 
-/// The session went away while a signature was asked for.
+/// No signature: the session went away while one was asked for, or it
+/// could not be encoded.
 #[derive(Debug)]
 pub struct SignError;
 
@@ -42,32 +44,22 @@ impl From<russh::SendError> for SignError {
 impl russh::Signer for Ed25519Signer {
     type Error = SignError;
 
-    /// Appends the signature blob (`ssh-ed25519`, 64 bytes) to `to_sign`,
-    /// as RFC 4252 section 7 lays out the request.
+    /// Appends the signature blob to `to_sign`, as RFC 4252 section 7
+    /// lays out the request (ssh-key's encoding, as russh's own path).
     #[allow(clippy::manual_async_fn)]
     fn auth_sign(
         &mut self,
-        _key: &russh::keys::agent::AgentIdentity,
+        _key: &AgentIdentity,
         _hash_alg: Option<russh::keys::HashAlg>,
         mut to_sign: Vec<u8>,
     ) -> impl std::future::Future<Output = Result<Vec<u8>, SignError>> + Send {
         use ed25519_dalek::Signer as _;
-        let sig = self.0.sign(&to_sign).to_bytes();
-        async move {
-            const ALG: &[u8] = b"ssh-ed25519";
-            let blob_len = 4 + ALG.len() + 4 + sig.len();
-            to_sign.reserve(4 + blob_len);
-            for part in [
-                &(blob_len as u32).to_be_bytes()[..],
-                &(ALG.len() as u32).to_be_bytes(),
-                ALG,
-            ] {
-                to_sign.extend_from_slice(part);
-            }
-            to_sign.extend_from_slice(&(sig.len() as u32).to_be_bytes());
-            to_sign.extend_from_slice(&sig);
-            Ok(to_sign)
-        }
+        use russh::keys::ssh_key::encoding::Encode as _;
+        let raw = self.0.sign(&to_sign).to_bytes().to_vec();
+        let appended = Signature::new(russh::keys::Algorithm::Ed25519, raw)
+            .ok()
+            .and_then(|sig| sig.encode_prefixed(&mut to_sign).ok());
+        async move { appended.map(|()| to_sign).ok_or(SignError) }
     }
 }
 

@@ -11,9 +11,10 @@
 //!
 //! The script still reaches the node over the channel's stdin and, since
 //! `printf` is a builtin of the shell (checked when it starts), on no
-//! command line. The first step is sent with the shell's exec request, so
-//! the shell costs no round trip of its own. `MARK` is random per connection; a step's output is what
-//! precedes it on each stream.
+//! command line. The first step is queued with the shell's exec request and
+//! leaves once sshd opens the channel's window (OpenSSH opens session
+//! channels with none until the command starts). `MARK` is random per
+//! connection; a step's output is what precedes it on each stream.
 
 use super::ExecRequest;
 use crate::template::shell_quote;
@@ -134,12 +135,7 @@ impl EndScan {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = needle[0];
-    hay.iter()
-        .enumerate()
-        .filter(|(_, b)| **b == first)
-        .map(|(i, _)| i)
-        .find(|&i| hay[i..].starts_with(needle))
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The length of the longest end of `hay` that begins `needle`.
