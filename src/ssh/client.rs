@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::auth::{self, Credentials, Identity};
 use super::driver::{self, EndScan};
 use super::known_hosts::{self, KnownHosts, Verdict};
+use super::wire::Wire;
 use super::{
     Captured, ConnectError, Connector, ExecOutput, ExecRequest, ExitStatus, Session, SessionError,
 };
@@ -204,9 +205,6 @@ impl client::Handler for Verifier {
     }
 }
 
-/// The read buffer of a node's TCP stream.
-const READ_BUFFER: usize = 8 * 1024;
-
 /// How long the key exchange and authentication may take once the server
 /// answered.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -322,9 +320,7 @@ impl SshConnector {
             let stream = tokio::time::timeout(limit, reach)
                 .await
                 .map_err(|_| timed_out())??;
-            // russh reads a packet in several small reads; a buffer turns a
-            // burst of packets into one recv instead of four per packet.
-            let stream = tokio::io::BufReader::with_capacity(READ_BUFFER, stream);
+            let stream = Wire::new(stream);
             return handshake_limited(node, self.handshake(node, stream, None)).await;
         }
         let via = self.jump_chain(node).await?;

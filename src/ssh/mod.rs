@@ -5,6 +5,7 @@ mod auth;
 mod client;
 mod driver;
 pub mod known_hosts;
+mod wire;
 
 use std::future::Future;
 use std::time::Duration;
