@@ -11,6 +11,13 @@
 //! (the node's task may be about to send more). The version line thus
 //! leaves with the first key exchange packet, and NEWKEYS with the
 //! service request.
+//!
+//! A read that sleeps with nothing to send acknowledges what came in at
+//! once ([`Ack`]). The kernel would delay that ACK by 40 ms, hoping to
+//! carry it on an answer, while sshd (Nagle on: it sets `TCP_NODELAY` only
+//! for interactive sessions) holds its next small packet until the ACK
+//! comes: the channel-open confirmation, which follows the host-key
+//! announcement, waited those 40 ms on every connection.
 
 use std::io;
 use std::pin::Pin;
@@ -24,6 +31,18 @@ const READ_BUFFER: usize = 8 * 1024;
 /// Held output past which a write goes out at once, whatever is buffered.
 const HOLD_LIMIT: usize = 64 * 1024;
 
+/// A socket that can acknowledge received data now instead of delaying it.
+pub trait Ack {
+    fn ack_now(&self);
+}
+
+impl Ack for tokio::net::TcpStream {
+    fn ack_now(&self) {
+        // Best effort: a socket without the option only acks later.
+        let _ = socket2::SockRef::from(self).set_tcp_quickack(true);
+    }
+}
+
 /// A stream with a read buffer and held writes (see the module doc).
 pub struct Wire<S> {
     inner: S,
@@ -34,6 +53,8 @@ pub struct Wire<S> {
     sent: usize,
     /// A read found nothing and yielded once instead of sending `held`.
     yielded: bool,
+    /// Data came in since the last send (which carried its ACK).
+    unacked: bool,
 }
 
 impl<S> Wire<S> {
@@ -46,6 +67,7 @@ impl<S> Wire<S> {
             held: Vec::new(),
             sent: 0,
             yielded: false,
+            unacked: false,
         }
     }
 
@@ -67,11 +89,12 @@ impl<S: AsyncWrite + Unpin> Wire<S> {
         self.held.clear();
         self.sent = 0;
         self.yielded = false;
+        self.unacked = false;
         Poll::Ready(Ok(()))
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Wire<S> {
+impl<S: AsyncRead + AsyncWrite + Ack + Unpin> AsyncRead for Wire<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -85,6 +108,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Wire<S> {
                     r?;
                     this.rpos = 0;
                     this.rlen = fill.filled().len();
+                    this.unacked = true;
                 }
                 Poll::Pending => {
                     // About to wait for the peer: what is held must go
@@ -92,9 +116,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Wire<S> {
                     // tasks already woken run first, once, and may add to
                     // it. A full socket registers this task for
                     // writability too.
-                    if !this.held.is_empty() && !this.yielded {
+                    if (this.unacked || !this.held.is_empty()) && !this.yielded {
                         this.yielded = true;
                         cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    this.yielded = false;
+                    if this.held.is_empty() {
+                        if this.unacked {
+                            this.unacked = false;
+                            this.inner.ack_now();
+                        }
                         return Poll::Pending;
                     }
                     if let Poll::Ready(Err(e)) = this.poll_send_held(cx) {
@@ -111,7 +143,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Wire<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Wire<S> {
+impl<S: AsyncRead + AsyncWrite + Ack + Unpin> AsyncWrite for Wire<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -154,6 +186,13 @@ mod tests {
     struct Script {
         arrivals: VecDeque<Vec<u8>>,
         sends: Vec<Vec<u8>>,
+        acks: std::cell::Cell<usize>,
+    }
+
+    impl Ack for Script {
+        fn ack_now(&self) {
+            self.acks.set(self.acks.get() + 1);
+        }
     }
 
     impl AsyncRead for Script {
@@ -192,7 +231,7 @@ mod tests {
     fn wire(arrivals: &[&[u8]]) -> Wire<Script> {
         Wire::new(Script {
             arrivals: arrivals.iter().map(|a| a.to_vec()).collect(),
-            sends: Vec::new(),
+            ..Script::default()
         })
     }
 
@@ -257,6 +296,21 @@ mod tests {
         assert_eq!(w.inner.sends, vec![b"reply-a".to_vec()]);
         assert_eq!(try_read(&mut w, 4), None);
         assert_eq!(w.inner.sends.len(), 1, "nothing more to send");
+        assert_eq!(w.inner.acks.get(), 0, "the send carried the ACK");
+    }
+
+    #[tokio::test]
+    async fn a_read_that_sleeps_with_nothing_to_send_acks_at_once() {
+        let mut w = wire(&[b"announce"]);
+        assert_eq!(try_read(&mut w, 64).as_deref(), Some(&b"announce"[..]));
+        assert_eq!(try_read(&mut w, 4), None, "yields first");
+        assert_eq!(w.inner.acks.get(), 0, "the node's task may still answer");
+        assert_eq!(try_read(&mut w, 4), None);
+        assert_eq!(w.inner.acks.get(), 1);
+        assert_eq!(try_read(&mut w, 4), None);
+        assert_eq!(try_read(&mut w, 4), None);
+        assert_eq!(w.inner.acks.get(), 1, "nothing new came in");
+        assert!(w.inner.sends.is_empty());
     }
 
     #[tokio::test]
