@@ -94,6 +94,29 @@ impl<S: AsyncWrite + Unpin> Wire<S> {
     }
 }
 
+impl<S: AsyncWrite + Ack + Unpin> Wire<S> {
+    /// The read is about to wait for the peer: what is held must go first,
+    /// or the peer may be waiting for it; but the tasks already woken run
+    /// first, once, and may add to it. With nothing to send, what came in
+    /// is acknowledged now. Pending unless sending failed (a full socket
+    /// also registers the task for writability).
+    fn before_sleep(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if (self.unacked || !self.held.is_empty()) && !self.yielded {
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.yielded = false;
+        if !self.held.is_empty() {
+            ready!(self.poll_send_held(cx))?;
+        } else if self.unacked {
+            self.unacked = false;
+            self.inner.ack_now();
+        }
+        Poll::Pending
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Ack + Unpin> AsyncRead for Wire<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -110,30 +133,7 @@ impl<S: AsyncRead + AsyncWrite + Ack + Unpin> AsyncRead for Wire<S> {
                     this.rlen = fill.filled().len();
                     this.unacked = true;
                 }
-                Poll::Pending => {
-                    // About to wait for the peer: what is held must go
-                    // first, or the peer may be waiting for it; but the
-                    // tasks already woken run first, once, and may add to
-                    // it. A full socket registers this task for
-                    // writability too.
-                    if (this.unacked || !this.held.is_empty()) && !this.yielded {
-                        this.yielded = true;
-                        cx.waker().wake_by_ref();
-                        return Poll::Pending;
-                    }
-                    this.yielded = false;
-                    if this.held.is_empty() {
-                        if this.unacked {
-                            this.unacked = false;
-                            this.inner.ack_now();
-                        }
-                        return Poll::Pending;
-                    }
-                    if let Poll::Ready(Err(e)) = this.poll_send_held(cx) {
-                        return Poll::Ready(Err(e));
-                    }
-                    return Poll::Pending;
-                }
+                Poll::Pending => return this.before_sleep(cx),
             }
         }
         let n = (this.rlen - this.rpos).min(buf.remaining());
@@ -251,16 +251,19 @@ mod tests {
         }
     }
 
+    async fn send(w: &mut Wire<Script>, data: &[u8]) {
+        w.write_all(data).await.expect("write");
+        w.flush().await.expect("flush");
+    }
+
     #[tokio::test]
     async fn answers_to_one_burst_leave_in_one_send() {
         let mut w = wire(&[b"AAAABBBB"]);
         assert_eq!(try_read(&mut w, 4).as_deref(), Some(&b"AAAA"[..]));
-        w.write_all(b"reply-a").await.expect("write");
-        w.flush().await.expect("flush");
+        send(&mut w, b"reply-a").await;
         assert!(w.inner.sends.is_empty(), "held while BBBB is unread");
         assert_eq!(try_read(&mut w, 4).as_deref(), Some(&b"BBBB"[..]));
-        w.write_all(b"reply-b").await.expect("write");
-        w.flush().await.expect("flush");
+        send(&mut w, b"reply-b").await;
         assert_eq!(w.inner.sends, vec![b"reply-areply-b".to_vec()]);
     }
 
@@ -276,8 +279,7 @@ mod tests {
             w.inner.sends.is_empty(),
             "input was there: nothing sent yet"
         );
-        w.write_all(b"KEXINIT").await.expect("write");
-        w.flush().await.expect("flush");
+        send(&mut w, b"KEXINIT").await;
         assert_eq!(w.inner.sends, vec![b"SSH-2.0-us\r\nKEXINIT".to_vec()]);
     }
 
@@ -285,8 +287,7 @@ mod tests {
     async fn held_bytes_go_out_before_a_read_waits() {
         let mut w = wire(&[b"AAAABBBB"]);
         assert_eq!(try_read(&mut w, 4).as_deref(), Some(&b"AAAA"[..]));
-        w.write_all(b"reply-a").await.expect("write");
-        w.flush().await.expect("flush");
+        send(&mut w, b"reply-a").await;
         assert_eq!(try_read(&mut w, 4).as_deref(), Some(&b"BBBB"[..]));
         // BBBB needed no answer: no flush. The next read has nothing to
         // read: it yields once, and then sends what is held before it waits.
