@@ -6,6 +6,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use minijinja::value::Value;
 use regex::{Regex, RegexBuilder};
+use rustc_hash::FxHashSet;
 
 use crate::error::Error;
 use crate::http;
@@ -19,8 +20,12 @@ use crate::vars::{self, Layers, RunInfo, Vars};
 /// The default of `--concurrency` when neither CLI nor playbook set it.
 pub const DEFAULT_CONCURRENCY: usize = 100;
 
+/// Validation takes another thread only for this many nodes or more: a
+/// thread costs about what validating a few dozen nodes does.
+const NODES_PER_THREAD: usize = 250;
+
 /// Which step of the playbook: a main step or an `[[on_failure]]` step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StepRef {
     pub on_failure: bool,
     pub index: usize,
@@ -157,10 +162,7 @@ impl Job {
         };
         job.check_report_vars()?;
         // Rendered text may hold secrets; so may an error quoting it.
-        for (node, vars) in job.nodes.iter().zip(&job.node_vars) {
-            job.dry_render(vars)
-                .map_err(|e| e.for_node(&node.name).masked(&job.masker))?;
-        }
+        job.dry_render_all()?;
         for i in 0..job.playbook.gates.len() {
             job.render_gate(i).map_err(|e| e.masked(&job.masker))?;
         }
@@ -388,25 +390,98 @@ impl Job {
         template::verbatim(format!("${{{{ {name} }}}}"))
     }
 
-    /// Renders every step with captures stood in, to find errors early.
-    fn dry_render(&self, base: &Vars) -> Result<(), Error> {
+    /// Evaluates and renders every step for every node with captures
+    /// stood in, to find errors before any node is touched. A `when` or a
+    /// step's templates give the same result wherever the variables they
+    /// read are equal, and only a node's own `vars` and `node.*` differ
+    /// between nodes: a step that reads none of those is done once, the
+    /// others once per distinct value of what they read of them.
+    fn dry_render_all(&self) -> Result<(), Error> {
         let definite = |r: Result<(), Error>| match r {
             Err(e) if !e.is_provisional() => Err(e),
             _ => Ok(()),
         };
-        let mut vars = base.clone();
-        for r in self.step_refs(false) {
-            definite(self.when(r, &vars).map(drop))?;
-            definite(self.render(r, &vars).map(drop))?;
-            if let Some(c) = &self.step(r).capture {
-                vars.insert(c.get_ref().clone(), Self::placeholder(c.get_ref()));
+        let per_node: std::collections::BTreeSet<&str> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.vars.keys().map(String::as_str))
+            .chain(["node"])
+            .collect();
+        let keep = |names: Vec<String>| -> Vec<String> {
+            names
+                .into_iter()
+                .filter(|n| per_node.contains(n.as_str()))
+                .collect()
+        };
+        let mut steps = Vec::new();
+        for r in self.step_refs(false).chain(self.step_refs(true)) {
+            let when_reads = match &self.step(r).when {
+                Some(w) => Some(keep(self.templates.expression_reads(&w.text).map_err(
+                    |e| template::error_at(&self.playbook.source, w, &e, "`when`"),
+                )?)),
+                None => None,
+            };
+            let reads = keep(
+                self.templates
+                    .reads(&format!("{}.", key(r, "")))
+                    .into_iter()
+                    .collect(),
+            );
+            steps.push((r, when_reads, reads));
+        }
+        // The same values on every node, so they compare equal.
+        let placeholders: Vec<(&str, Value)> = self
+            .capture_names()
+            .map(|c| (c, Self::placeholder(c)))
+            .collect();
+        // Nodes in order, a thread per share of them; the first error in
+        // node order wins, whichever thread found it.
+        let check = |from: usize, to: usize| -> Result<(), Error> {
+            let mut seen = FxHashSet::default();
+            for (node, base) in self.nodes[from..to].iter().zip(&self.node_vars[from..to]) {
+                let for_node = |e: Error| e.for_node(&node.name).masked(&self.masker);
+                let mut vars = std::borrow::Cow::Borrowed(base);
+                for (r, when_reads, reads) in &steps {
+                    if let Some(names) = when_reads
+                        && seen.insert((*r, true, template::reads_of(names, &vars)))
+                    {
+                        definite(self.when(*r, &vars).map(drop)).map_err(for_node)?;
+                    }
+                    if seen.insert((*r, false, template::reads_of(reads, &vars))) {
+                        definite(self.render(*r, &vars).map(drop)).map_err(for_node)?;
+                    }
+                    let capture = self.step(*r).capture.as_ref().filter(|_| !r.on_failure);
+                    if let Some((name, value)) =
+                        capture.and_then(|c| placeholders.iter().find(|(n, _)| *n == c.get_ref()))
+                    {
+                        vars.to_mut().insert(name.to_string(), value.clone());
+                    }
+                }
             }
-        }
-        for r in self.step_refs(true) {
-            definite(self.when(r, &vars).map(drop))?;
-            definite(self.render(r, &vars).map(drop))?;
-        }
-        Ok(())
+            Ok(())
+        };
+        let n = self.nodes.len();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |t| t.get())
+            .min(n.div_ceil(NODES_PER_THREAD))
+            .max(1);
+        let bounds: Vec<(usize, usize)> = (0..threads)
+            .map(|t| (n * t / threads, n * (t + 1) / threads))
+            .collect();
+        std::thread::scope(|scope| {
+            let rest: Vec<_> = bounds[1..]
+                .iter()
+                .map(|&(from, to)| scope.spawn(move || check(from, to)))
+                .collect();
+            let mut result = check(bounds[0].0, bounds[0].1);
+            for handle in rest {
+                let theirs = handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                result = result.and(theirs);
+            }
+            result
+        })
     }
 
     fn check_report_vars(&self) -> Result<(), Error> {

@@ -5,13 +5,17 @@
 //! commands; `| raw` marks a value as meant verbatim. Text templates (URLs,
 //! headers, expectations) insert plain text.
 
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::mem::{Discriminant, discriminant};
 use std::ops::Range;
 use std::sync::Arc;
 
 use minijinja::syntax::SyntaxConfig;
-use minijinja::value::{Object, ObjectRepr, Value};
+use minijinja::value::{Object, ObjectRepr, Value, ValueKind};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+
+use crate::vars::Vars;
 
 use crate::error::{Error, Location, SourceFile};
 use crate::playbook::Text;
@@ -32,7 +36,26 @@ pub struct Templates {
     env: Environment<'static>,
     /// Output of the templates with no `${{ }}` (or block, or comment):
     /// the same on every node, so rendered once.
-    fixed: std::collections::HashMap<String, String>,
+    fixed: HashMap<String, String>,
+    /// The top-level variables each other template reads: all its output
+    /// can depend on.
+    reads: HashMap<String, Vec<String>>,
+}
+
+/// What a template sees of one variable: absent, or its value with its
+/// kind (so `1` and `1.0`, equal as values, stay apart). Equal reads render
+/// equal output.
+pub type Read = Option<(Discriminant<ValueKind>, bool, Value)>;
+
+/// What templates reading `names` see of `vars`.
+pub fn reads_of<'n>(names: impl IntoIterator<Item = &'n String>, vars: &Vars) -> Vec<Read> {
+    names
+        .into_iter()
+        .map(|n| {
+            vars.get(n)
+                .map(|v| (discriminant(&v.kind()), v.is_integer(), v.clone()))
+        })
+        .collect()
 }
 
 /// The variables a template is rendered with, built on first use: a node
@@ -100,6 +123,7 @@ impl Templates {
         Templates {
             env,
             fixed: Default::default(),
+            reads: Default::default(),
         }
     }
 
@@ -112,11 +136,30 @@ impl Templates {
         let fixed = !["${{", "${%", "$%#"].iter().any(|d| source.contains(d));
         self.env
             .add_template_owned(name.clone(), source.to_string())?;
+        let template = self.env.get_template(&name)?;
         if fixed {
-            let text = self.env.get_template(&name)?.render(Value::UNDEFINED)?;
+            let text = template.render(Value::UNDEFINED)?;
             self.fixed.insert(name, text);
+        } else {
+            let reads = template.undeclared_variables(false).into_iter().collect();
+            self.reads.insert(key.to_string(), reads);
         }
         Ok(())
+    }
+
+    /// The variables read by every template whose key starts with `prefix`.
+    pub fn reads(&self, prefix: &str) -> BTreeSet<String> {
+        self.reads
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .flat_map(|(_, names)| names.iter().cloned())
+            .collect()
+    }
+
+    /// The variables a `when` expression reads.
+    pub fn expression_reads(&self, expr: &str) -> Result<Vec<String>, minijinja::Error> {
+        let compiled = self.env.compile_expression(expr)?;
+        Ok(compiled.undeclared_variables(false).into_iter().collect())
     }
 
     /// Renders the template added under `key` with `mode`.

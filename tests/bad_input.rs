@@ -248,6 +248,63 @@ fn undefined_variable_for_one_node_names_the_node() {
     assert_bad(&out, "bad.toml", Some(3), "node web2: undefined variable");
 }
 
+/// An inventory of `n` nodes `n0001`…; `vars(i)` is node i's inline vars.
+fn many_nodes(n: usize, vars: impl Fn(usize) -> String) -> String {
+    let mut s = String::from("[defaults]\nuser = \"ops\"\n");
+    for i in 1..=n {
+        s.push_str(&format!(
+            "\n[nodes.n{i:04}]\nhost = \"127.0.0.1\"\nvars = {{ {} }}\n",
+            vars(i)
+        ));
+    }
+    s
+}
+
+#[test]
+fn on_a_large_fleet_the_first_node_missing_a_variable_is_named() {
+    // Validation shares renders between nodes that read the same and
+    // splits the fleet between threads: neither may hide a node, and the
+    // error must name the first failing node in inventory order.
+    let case = Case::new();
+    case.write(
+        "inventory.toml",
+        &many_nodes(1000, |i| match i {
+            300 | 900 => "other = 1".into(),
+            _ => format!("role = \"r{}\"", i % 3),
+        }),
+    );
+    case.write(
+        "bad.toml",
+        "name = \"x\"\n[[steps]]\nrun = \"echo ${{ role }}\"\n",
+    );
+    let out = case.fleetfix(&["check", "bad.toml"]);
+    assert_bad(&out, "bad.toml", Some(3), "node n0300: undefined variable");
+}
+
+#[test]
+fn a_branch_only_one_node_takes_is_still_checked() {
+    let case = Case::new();
+    case.write(
+        "inventory.toml",
+        &many_nodes(600, |i| {
+            let flavor = if i == 26 { "x" } else { "plain" };
+            format!("flavor = \"{flavor}\"")
+        }),
+    );
+    case.write(
+        "tmpl.toml",
+        "name = \"x\"\n[[steps]]\nrun = \"echo ${% if flavor == 'x' %}${{ missing }}${% endif %}\"\n",
+    );
+    let out = case.fleetfix(&["check", "tmpl.toml"]);
+    assert_bad(&out, "tmpl.toml", Some(3), "node n0026: undefined variable");
+    case.write(
+        "when.toml",
+        "name = \"x\"\n[[steps]]\nrun = \"true\"\nwhen = \"flavor != 'x' or nope == 1\"\n",
+    );
+    let out = case.fleetfix(&["check", "when.toml"]);
+    assert_bad(&out, "when.toml", Some(4), "node n0026: undefined variable");
+}
+
 #[test]
 fn unknown_limit_pattern_and_empty_selection() {
     let case = Case::new();
