@@ -118,7 +118,7 @@ pub struct Node {
 pub struct Inventory {
     pub source: SourceFile,
     pub vars: IndexMap<String, toml::Value>,
-    pub nodes: Vec<Node>,
+    pub nodes: Vec<Arc<Node>>,
 }
 
 impl Inventory {
@@ -152,19 +152,19 @@ impl Inventory {
                 .transpose()?,
         };
         let mut nodes = Vec::with_capacity(raw.nodes.len());
-        for (name, spanned) in &raw.nodes {
-            let raw_node = spanned.get_ref();
-            check_name(&source, name, spanned)?;
+        for (name, spanned) in raw.nodes {
+            check_name(&source, &name, &spanned)?;
+            let raw_node = spanned.into_inner();
             // ssh's own lookup: Host patterns match the name one would type.
             let alias = raw_node.host.clone().unwrap_or_else(|| name.clone());
             let fallback = ssh.query(&alias);
-            let identity = match raw_node
-                .identity_file
-                .as_ref()
-                .or(defaults.identity_file.as_ref())
-            {
+            // [defaults]' key was checked once, above.
+            let identity = match &raw_node.identity_file {
                 Some(p) => Some(existing_identity(&source, p)?),
-                None => fallback.identity_file.clone(),
+                None => hop_defaults
+                    .identity_file
+                    .clone()
+                    .or_else(|| fallback.identity_file.clone()),
             };
             let connect_timeout = match &raw_node.connect_timeout {
                 Some(t) => toml_source::duration(&source, t)?,
@@ -185,7 +185,7 @@ impl Inventory {
                     .collect::<Option<Vec<_>>>()
                     .unwrap_or_default(),
             };
-            nodes.push(Node {
+            nodes.push(Arc::new(Node {
                 name: Arc::from(name.as_str()),
                 host: fallback.host_name.clone().unwrap_or(alias),
                 port: raw_node
@@ -201,11 +201,11 @@ impl Inventory {
                     .unwrap_or_else(local_user),
                 identity_file: identity,
                 connect_timeout,
-                groups: raw_node.groups.clone(),
-                vars: raw_node.vars.clone(),
+                groups: raw_node.groups,
+                vars: raw_node.vars,
                 host_key,
                 jump,
-            });
+            }));
         }
         if nodes.is_empty() {
             return Err(Error::at(

@@ -124,7 +124,7 @@ impl Job {
         }
         let nodes: Vec<Arc<Node>> = selected
             .iter()
-            .map(|&i| Arc::new(inventory.nodes[i].clone()))
+            .map(|&i| inventory.nodes[i].clone())
             .collect();
         let run = RunInfo {
             id: opts.run_id.clone(),
@@ -641,7 +641,7 @@ fn add_expect(
 }
 
 /// A capture may not reuse a name defined elsewhere (SPEC section 5).
-fn check_captures(pb: &Playbook, layers: &Layers<'_>, nodes: &[Node]) -> Result<(), Error> {
+fn check_captures(pb: &Playbook, layers: &Layers<'_>, nodes: &[Arc<Node>]) -> Result<(), Error> {
     let mut seen: Vec<&str> = Vec::new();
     for (step, _) in pb.all_steps() {
         let Some(c) = &step.capture else { continue };

@@ -39,7 +39,7 @@ impl Matcher {
 }
 
 /// Indices of the nodes `limit` selects, in inventory order.
-pub fn select(nodes: &[Node], limit: Option<&str>) -> Result<Vec<usize>, Error> {
+pub fn select(nodes: &[std::sync::Arc<Node>], limit: Option<&str>) -> Result<Vec<usize>, Error> {
     let Some(limit) = limit else {
         return Ok((0..nodes.len()).collect());
     };
@@ -84,8 +84,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn node(name: &str, groups: &[&str]) -> Node {
-        Node {
+    fn node(name: &str, groups: &[&str]) -> std::sync::Arc<Node> {
+        std::sync::Arc::new(Node {
             name: name.into(),
             host: name.into(),
             port: 22,
@@ -96,7 +96,7 @@ mod tests {
             vars: Default::default(),
             host_key: None,
             jump: Vec::new(),
-        }
+        })
     }
 
     #[test]

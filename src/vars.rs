@@ -128,7 +128,7 @@ impl Layers<'_> {
     }
 
     /// Whether `name` is defined by any layer for any node, or is a built-in.
-    pub fn defines(&self, name: &str, nodes: &[Node]) -> bool {
+    pub fn defines(&self, name: &str, nodes: &[std::sync::Arc<Node>]) -> bool {
         BUILTINS.contains(&name)
             || self.playbook.contains_key(name)
             || self.inventory.contains_key(name)
