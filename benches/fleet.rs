@@ -52,6 +52,10 @@ const FLEETFIX: &str = env!("CARGO_BIN_EXE_fleetfix");
 const TIME: &str = "/usr/bin/time";
 const ALL_TOOLS: [&str; 5] = ["fleetfix", "pssh", "xargs", "ansible", "pyinfra"];
 const DEFAULT_NODES: [usize; 3] = [10, 50, 100];
+/// The inventory size of the issue's `fleetfix check` line.
+const CHECK_NODES: usize = 1000;
+/// Runs of `fleetfix check`; the median is reported.
+const CHECK_RUNS: usize = 21;
 /// The job: (step name, shell command).
 const STEPS: [(&str, &str); 3] = [
     ("kernel", "uname -r"),
@@ -66,14 +70,17 @@ struct Args {
     tools: Vec<String>,
     /// Runs of each tool per fleet size (a row each).
     repeat: usize,
+    /// Inventory size for the `fleetfix check` timing (0: skip it).
+    check_nodes: usize,
 }
 
 fn usage() -> String {
     format!(
-        "usage: cargo bench --bench fleet -- [--nodes N[,N...]] [--tools TOOL[,TOOL...]] [--repeat K]\n\
-         \x20 --nodes  fleet sizes (default {})\n\
+        "usage: cargo bench --bench fleet -- [--nodes N[,N...]] [--tools TOOL[,TOOL...]] [--repeat K] [--check-nodes M]\n\
+         \x20 --nodes  fleet sizes (default {}; '' for none)\n\
          \x20 --tools  any of {} (default all)\n\
          \x20 --repeat runs of each tool per fleet size, a row each (default 1)\n\
+         \x20 --check-nodes  times `fleetfix check` on a generated inventory of M nodes (default {CHECK_NODES}; 0 skips)\n\
          env: BENCH_VENV (default /tmp/bench-venv), BENCH_TIMEOUT_S (default 900)",
         DEFAULT_NODES.map(|n| n.to_string()).join(","),
         ALL_TOOLS.join(",")
@@ -84,6 +91,7 @@ fn parse_args() -> Result<Args, String> {
     let mut nodes: Vec<usize> = DEFAULT_NODES.to_vec();
     let mut tools: Vec<String> = ALL_TOOLS.iter().map(|s| s.to_string()).collect();
     let mut repeat = 1;
+    let mut check_nodes = CHECK_NODES;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let (key, inline) = match arg.split_once('=') {
@@ -136,6 +144,13 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|&k| k > 0)
                     .ok_or_else(|| format!("--repeat: bad count {v:?}"))?;
             }
+            "--check-nodes" => {
+                let v = value("--check-nodes")?;
+                check_nodes = v
+                    .trim()
+                    .parse::<usize>()
+                    .map_err(|_| format!("--check-nodes: bad count {v:?}"))?;
+            }
             "-h" | "--help" => {
                 println!("{}", usage());
                 std::process::exit(0);
@@ -145,13 +160,125 @@ fn parse_args() -> Result<Args, String> {
             other => eprintln!("note: ignoring argument {other:?}"),
         }
     }
-    if nodes.is_empty() || tools.is_empty() {
+    if tools.is_empty() || (nodes.is_empty() && check_nodes == 0) {
         return Err(usage());
     }
     Ok(Args {
         nodes,
         tools,
         repeat,
+        check_nodes,
+    })
+}
+
+// ------------------------------------------------------------ fleetfix check
+
+/// `fleetfix check` of one playbook on a generated inventory: wall times
+/// of [`CHECK_RUNS`] runs, sorted, in milliseconds.
+struct CheckTiming {
+    nodes: usize,
+    playbook: &'static str,
+    ms: Vec<f64>,
+}
+
+impl CheckTiming {
+    fn median(&self) -> f64 {
+        self.ms[self.ms.len() / 2]
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "fleetfix check, {}-node inventory, {}: median {:.1} ms (min {:.1}, max {:.1}, {} runs)",
+            self.nodes,
+            self.playbook,
+            self.median(),
+            self.ms[0],
+            self.ms[self.ms.len() - 1],
+            self.ms.len()
+        )
+    }
+}
+
+/// An inventory shaped like the repository's own (defaults, fleet vars,
+/// groups and vars per node), `nodes` entries long.
+fn generated_inventory(nodes: usize) -> String {
+    let mut s = String::from(
+        "[defaults]\nuser = \"ubuntu\"\nport = 22\nconnect_timeout = \"10s\"\n\n\
+         [vars]\nrelay_dns_domain = \"relaynet.online\"\nrelay_ssl_mode = \"auto\"\n\
+         relay_certbot_email = \"ops@relaynet.online\"\n",
+    );
+    for i in 1..=nodes {
+        let _ = write!(
+            s,
+            "\n[nodes.node{i:04}]\nhost = \"node{i:04}.relaynet.online\"\n\
+             groups = [\"relay\", \"dc{}\"]\n\
+             vars = {{ relay_dns_subdomain = \"node{i:04}\", public_url = \"https://node{i:04}.relaynet.online\" }}\n",
+            i % 8
+        );
+    }
+    s
+}
+
+/// The playbooks `check` is timed with: the benchmark's job (no per-node
+/// template) and the relay rollout (one step renders a node's own vars).
+const CHECKED: [&str; 2] = ["the 3-step job", "playbooks/relay-rollout.toml"];
+
+/// Times `check`, which connects to nothing: parsing, validation and
+/// rendering for every node, as a user waits for it (process start included).
+fn time_check(program: &Path, nodes: usize) -> Result<Vec<CheckTiming>, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+    let inventory = dir.path().join("inventory.toml");
+    write(&inventory, &generated_inventory(nodes));
+    let job = dir.path().join("job.toml");
+    write(&job, &job_playbook());
+    let rollout = Path::new(env!("CARGO_MANIFEST_DIR")).join(CHECKED[1]);
+    [job, rollout]
+        .iter()
+        .zip(CHECKED)
+        .map(|(path, label)| time_check_one(program, &inventory, path, nodes, label))
+        .collect()
+}
+
+fn time_check_one(
+    program: &Path,
+    inventory: &Path,
+    playbook: &Path,
+    nodes: usize,
+    label: &'static str,
+) -> Result<CheckTiming, String> {
+    let home = inventory.parent().unwrap_or(Path::new("/"));
+    let want = format!("is valid for {nodes} node(s)");
+    let mut ms = Vec::with_capacity(CHECK_RUNS);
+    for _ in 0..CHECK_RUNS {
+        let started = Instant::now();
+        let out = Command::new(program)
+            .arg("check")
+            .arg("-i")
+            .arg(inventory)
+            .arg(playbook)
+            .env("HOME", home)
+            .env("VERCEL_API_TOKEN", "bench")
+            .env("VERCEL_TEAM_ID", "bench")
+            .env_remove("FLEETFIX_INVENTORY")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("run {}: {e}", program.display()))?;
+        ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || !stdout.contains(&want) {
+            return Err(format!(
+                "check exited {} with {stdout:?} {:?}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok(CheckTiming {
+        nodes,
+        playbook: label,
+        ms,
     })
 }
 
@@ -728,10 +855,8 @@ fn ssh_verify_opts(ctx: &Ctx) -> Vec<String> {
     ]
 }
 
-fn run_fleetfix(ctx: &Ctx, program: &Path) -> Outcome {
-    let work = ctx.fleet.dir().join("bench-fleetfix");
-    fs::create_dir_all(&work).expect("work dir");
-    let inventory = ctx.fleet.write_inventory(&[]);
+/// The job as a fleetfix playbook.
+fn job_playbook() -> String {
     let mut pb = String::from("name = \"bench\"\n");
     for (name, run) in STEPS {
         let _ = write!(
@@ -741,8 +866,15 @@ fn run_fleetfix(ctx: &Ctx, program: &Path) -> Outcome {
             json!(run)
         );
     }
+    pb
+}
+
+fn run_fleetfix(ctx: &Ctx, program: &Path) -> Outcome {
+    let work = ctx.fleet.dir().join("bench-fleetfix");
+    fs::create_dir_all(&work).expect("work dir");
+    let inventory = ctx.fleet.write_inventory(&[]);
     let playbook = work.join("bench.toml");
-    write(&playbook, &pb);
+    write(&playbook, &job_playbook());
     let job = Job {
         program: program.to_path_buf(),
         args: vec![
@@ -1327,6 +1459,21 @@ fn main() {
         eprintln!("fleet bench: no tool to run");
         std::process::exit(1);
     }
+    let check = match tools.iter().find(|(t, _)| t == "fleetfix") {
+        Some((_, program)) if args.check_nodes > 0 => match time_check(program, args.check_nodes) {
+            Ok(timings) => {
+                for c in &timings {
+                    eprintln!("{}", c.line());
+                }
+                timings
+            }
+            Err(why) => {
+                eprintln!("fleet bench: fleetfix check failed: {why}");
+                std::process::exit(1);
+            }
+        },
+        _ => Vec::new(),
+    };
     let expected = Expected::local();
     let mut rows: Vec<Row> = Vec::new();
     let jsonl = jsonl_path();
@@ -1388,7 +1535,23 @@ fn main() {
         reap_stray_zombies();
     }
 
+    for c in &check {
+        let _ = writeln!(
+            jsonl_file,
+            "{}",
+            json!({"tool": "fleetfix check", "playbook": c.playbook, "n": c.nodes, "median_ms": round3(c.median()), "ms": c.ms.iter().map(|&x| round3(x)).collect::<Vec<_>>()})
+        );
+    }
     println!();
+    for c in &check {
+        println!("{}", c.line());
+    }
+    if !check.is_empty() {
+        println!();
+    }
+    if rows.is_empty() {
+        return;
+    }
     print!("{}", table(&rows));
     println!(
         "(client CPU = user+sys of the tool and all its processes, incl. ssh masters; \
