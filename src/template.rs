@@ -15,10 +15,9 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Object, ObjectRepr, Value, ValueKind};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
-use crate::vars::Vars;
-
 use crate::error::{Error, Location, SourceFile};
 use crate::playbook::Text;
+use crate::vars::Vars;
 
 const SHELL_PREFIX: &str = "sh:";
 
