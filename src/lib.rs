@@ -9,6 +9,7 @@ pub mod demo;
 pub mod error;
 pub mod events;
 pub mod executor;
+pub mod heap;
 pub mod http;
 pub mod inventory;
 pub mod job;

@@ -16,6 +16,7 @@ use crate::vars;
 
 /// Runs the parsed command line; the returned value is the exit code.
 pub fn main(cli: Cli) -> i32 {
+    crate::heap::tune();
     let common = match &cli.command {
         Command::Run { common, .. }
         | Command::Check { common, .. }
