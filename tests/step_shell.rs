@@ -171,3 +171,129 @@ fn a_node_without_a_builtin_printf_gets_a_channel_per_step() {
         }
     }
 }
+
+/// `fails` is followed by a read-only step that leaves a trace; `capture`
+/// (the step shell's pid) feeds the step after it. TRACE is a directory of
+/// the test.
+const AHEAD: &str = r#"
+name = "ahead"
+
+[[steps]]
+name = "capture"
+run = "echo $PPID"
+changes = false
+capture = "got"
+
+[[steps]]
+name = "echo"
+run = "echo $PPID got=${{ got }}"
+changes = false
+
+[[steps]]
+name = "fails"
+run = "echo out; exit 3"
+changes = false
+
+[[steps]]
+name = "trace"
+run = "touch TRACE/${{ node.name }}"
+changes = false
+
+[[on_failure]]
+name = "after"
+run = "echo recovered"
+"#;
+
+/// As AHEAD, but what follows the failing step may change the node.
+const NOT_AHEAD: &str = r#"
+name = "not-ahead"
+
+[[steps]]
+name = "fails"
+run = "exit 3"
+changes = false
+
+[[steps]]
+name = "change"
+run = "touch TRACE/${{ node.name }}"
+"#;
+
+fn traces(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Waits up to 5 s for `n` traces.
+fn wait_traces(dir: &std::path::Path, n: usize) -> usize {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while traces(dir) < n && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    traces(dir)
+}
+
+/// A read-only step is sent to the node's shell behind the step before it,
+/// saving a round trip: so it runs even when that step fails, unreported
+/// and to no effect. A step that may change the node never is, nor under
+/// --check, nor a step whose rendering needs the capture of the one before.
+#[test]
+fn read_only_steps_are_sent_ahead_and_nothing_else_is() {
+    let fleet = Fleet::start(3);
+    let n = fleet.nodes().len();
+    let inv = fleet.write_inventory(&[]);
+    let trace = tempfile::tempdir().expect("tempdir");
+    let text = |pb: &str| pb.replace("TRACE", &trace.path().display().to_string());
+
+    let pb = playbook(fleet.dir(), "ahead.toml", &text(AHEAD));
+    let checked = run_json_on(&fleet, &inv, &pb, &["--check"]);
+    assert_eq!(checked.code, 1, "{}", checked.dump());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(traces(trace.path()), 0, "sent ahead under --check");
+
+    let out = run_json_on(&fleet, &inv, &pb, &[]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    let all = by_node(&out);
+    assert_eq!(all.len(), n, "{}", out.dump());
+    for (node, steps) in &all {
+        // Not sent ahead with the capture unknown, which would cost a
+        // fresh shell: the same shell runs it, with the capture.
+        let shell = steps["capture"]["stdout"]
+            .as_str()
+            .unwrap_or_default()
+            .trim();
+        assert!(!shell.is_empty(), "{node}");
+        assert_eq!(
+            steps["echo"]["stdout"],
+            format!("{shell} got={shell}\n"),
+            "{node}: waits for the capture, in the same shell"
+        );
+        assert_eq!(steps["fails"]["stdout"], "out\n", "{node}");
+        assert_eq!(steps["fails"]["exit"], 3, "{node}");
+        assert!(
+            !steps.contains_key("trace"),
+            "{node}: reported after a failure"
+        );
+        let after = &steps["after"];
+        assert_eq!(after["status"], "changed", "{node}: {after}");
+        assert_eq!(after["stdout"], "recovered\n", "{node}: {after}");
+    }
+    assert_eq!(
+        wait_traces(trace.path(), n),
+        n,
+        "the read-only step was sent ahead"
+    );
+
+    let trace_change = tempfile::tempdir().expect("tempdir");
+    let pb = playbook(
+        fleet.dir(),
+        "not-ahead.toml",
+        &NOT_AHEAD.replace("TRACE", &trace_change.path().display().to_string()),
+    );
+    let out = run_json_on(&fleet, &inv, &pb, &[]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        traces(trace_change.path()),
+        0,
+        "a changing step ran after a failure"
+    );
+}

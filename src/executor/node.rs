@@ -259,6 +259,9 @@ impl<C: Connector> NodeRun<'_, C> {
             return StepEnd::Done(status);
         }
         let attempts = step.retries + 1;
+        if let Some(next) = self.ahead(r, vars) {
+            self.session.run_ahead(next);
+        }
         for attempt in 1..=attempts {
             result.attempt = attempt;
             self.shared.events.emit(Event::StepStarted {
@@ -409,6 +412,23 @@ impl<C: Connector> NodeRun<'_, C> {
         env: &[(String, String)],
         timeout: Option<Duration>,
     ) -> Result<ExecOutput, SessionError> {
+        let (req, local) = self.request(r, script, env, timeout);
+        if local {
+            local::exec(&req).await
+        } else {
+            self.session.exec(req).await
+        }
+    }
+
+    /// The request that runs `script` for step `r`; true when it runs on
+    /// the runner (`local`).
+    fn request(
+        &self,
+        r: StepRef,
+        script: &str,
+        env: &[(String, String)],
+        timeout: Option<Duration>,
+    ) -> (ExecRequest, bool) {
         let step = self.shared.job.step(r);
         let (shell, local) = match &step.action {
             Action::Run { shell, .. } => (shell.as_str(), false),
@@ -425,11 +445,44 @@ impl<C: Connector> NodeRun<'_, C> {
             output_cap: self.shared.opts.output_cap,
             cancel: self.shared.opts.control.kill.clone(),
         };
-        if local {
-            local::exec(&req).await
+        (req, local)
+    }
+
+    /// The step after `r`, when it may be sent ahead behind `r`'s command:
+    /// both run on the node, the next one is read-only and unguarded, and
+    /// `r` captures nothing its rendering could read (rendered before the
+    /// capture, it would not be the step its turn asks for, and the shell
+    /// it was queued in would be given up). Never under --check.
+    fn ahead(&self, r: StepRef, vars: &Vars) -> Option<ExecRequest> {
+        let job = &self.shared.job;
+        let step = job.step(r);
+        let len = if r.on_failure {
+            job.playbook.on_failure.len()
         } else {
-            self.session.exec(req).await
+            job.playbook.steps.len()
+        };
+        let next = StepRef {
+            index: r.index + 1,
+            ..r
+        };
+        if self.shared.opts.check
+            || step.capture.is_some()
+            || !matches!(step.action, Action::Run { .. })
+            || next.index >= len
+        {
+            return None;
         }
+        let after = job.step(next);
+        if after.changes
+            || after.when.is_some()
+            || after.unless.is_some()
+            || !matches!(after.action, Action::Run { .. })
+        {
+            return None;
+        }
+        let rendered = job.render(next, vars).ok()?;
+        let (req, _) = self.request(next, &rendered.script, &rendered.env, after.timeout);
+        Some(req)
     }
 }
 

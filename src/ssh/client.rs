@@ -218,6 +218,8 @@ pub struct SshSession {
     shell: tokio::sync::Mutex<Shell>,
     /// Ends each step's output on the step shell's streams.
     mark: String,
+    /// The command named by [`Session::run_ahead`] for the next `exec`.
+    ahead: Mutex<Option<ExecRequest>>,
 }
 
 /// A connection's step shell.
@@ -235,6 +237,12 @@ struct StepShell {
     /// No step has finished in it yet: its pid line is still to come, and
     /// it may still turn out unfit.
     fresh: bool,
+    /// A step sent ahead (its frame), queued in the shell behind the one
+    /// running, whose output is still to be read.
+    queued: Option<Vec<u8>>,
+    /// What followed the last step's end on stdout and stderr: the queued
+    /// step's output, or a background process's.
+    carry: [Vec<u8>; 2],
 }
 
 impl SshSession {
@@ -244,6 +252,7 @@ impl SshSession {
             _via: via,
             shell: tokio::sync::Mutex::new(Shell::Closed),
             mark: driver::new_mark(),
+            ahead: Mutex::new(None),
         }
     }
 }
@@ -573,13 +582,22 @@ impl Session for SshSession {
     /// In the step shell when the script can go there, else in a channel
     /// of its own.
     async fn exec(&self, req: ExecRequest) -> Result<ExecOutput, SessionError> {
+        let next = self.ahead.lock().ok().and_then(|mut a| a.take());
         if let Some(frame) = driver::frame(&req, &self.mark)
             && let Ok(mut shell) = self.shell.try_lock()
-            && let Some(out) = self.exec_in_shell(&mut shell, &req, frame).await?
         {
-            return Ok(out);
+            let next = next.and_then(|n| driver::frame(&n, &self.mark));
+            if let Some(out) = self.exec_in_shell(&mut shell, &req, frame, next).await? {
+                return Ok(out);
+            }
         }
         self.exec_in_channel(req).await
+    }
+
+    fn run_ahead(&self, next: ExecRequest) {
+        if let Ok(mut a) = self.ahead.lock() {
+            *a = Some(next);
+        }
     }
 
     /// Dropping the handle and the channels ends russh's session task,
@@ -606,15 +624,24 @@ impl SshSession {
         self.finish(out)
     }
 
-    /// The step shell runs `frame`; `None` when this node has no step
-    /// shell (the frame then never ran).
+    /// The step shell runs `frame`, and `next` is queued behind it; `None`
+    /// when this node has no step shell (neither frame ran).
     async fn exec_in_shell(
         &self,
         shell: &mut Shell,
         req: &ExecRequest,
         frame: Vec<u8>,
+        next: Option<Vec<u8>>,
     ) -> Result<Option<ExecOutput>, SessionError> {
         let lost = |e: russh::Error| SessionError::Lost(e.to_string());
+        // A step sent ahead that is not this one (the step before it
+        // failed): it runs to no purpose, so its shell is left to it.
+        if let Shell::Open(sh) = shell
+            && sh.queued.as_ref().is_some_and(|q| *q != frame)
+            && let Shell::Open(sh) = std::mem::replace(shell, Shell::Closed)
+        {
+            let _ = sh.ch.close().await;
+        }
         if matches!(shell, Shell::Closed) {
             let ch = self.open_channel().await?;
             ch.exec(true, driver::command(PID_MARKER).as_bytes())
@@ -624,18 +651,36 @@ impl SshSession {
                 ch,
                 pid: None,
                 fresh: true,
+                queued: None,
+                carry: Default::default(),
             });
         }
         let Shell::Open(sh) = shell else {
             return Ok(None);
         };
-        sh.ch.data_bytes(frame).await.map_err(lost)?;
+        // This step is already in the shell when it was sent ahead.
+        let mut input = if sh.queued.take().is_some() {
+            Vec::new()
+        } else {
+            frame
+        };
+        if let Some(next) = next {
+            input.extend_from_slice(&next);
+            sh.queued = Some(next);
+        }
+        if !input.is_empty() {
+            sh.ch.data_bytes(input).await.map_err(lost)?;
+        }
         let mut out = Collector::new(req.output_cap, req.sudo);
         if !sh.fresh {
             out.pid = sh.pid;
             out.pid_line = None;
         }
         let mut ends = [EndScan::new(&self.mark), EndScan::new(&self.mark)];
+        let [carry_out, carry_err] = std::mem::take(&mut sh.carry);
+        let cap = out.cap;
+        ends[0].feed(&carry_out, &mut |b: &[u8]| out.stdout.push(b, cap));
+        ends[1].feed(&carry_err, &mut |b: &[u8]| out.stderr_data(b));
         let closed = self
             .pump(&mut sh.ch, req, &mut out, Some(&mut ends))
             .await?;
@@ -643,6 +688,7 @@ impl SshSession {
         if !closed && stdout.ended() && stderr.ended() {
             sh.pid = out.pid;
             sh.fresh = false;
+            sh.carry = [stdout.after(), stderr.after()];
             out.code = stdout.code();
             return Ok(Some(out.finish()));
         }

@@ -14,7 +14,11 @@
 //! command line. The first step is queued with the shell's exec request and
 //! leaves once sshd opens the channel's window (OpenSSH opens session
 //! channels with none until the command starts). `MARK` is random per
-//! connection; a step's output is what precedes it on each stream.
+//! connection; a step's output is what precedes it on each stream, and
+//! what follows belongs to the next step.
+//!
+//! A read-only step may be sent ahead, behind the step before it: the shell
+//! reads it when that one ends, so it costs no round trip of its own.
 
 use super::ExecRequest;
 use crate::template::shell_quote;
@@ -71,6 +75,8 @@ pub(super) struct EndScan {
     found: bool,
     /// What stood between the mark and its newline, once complete.
     end: Option<String>,
+    /// Bytes after the end: the next step's (or a background process's).
+    after: Vec<u8>,
 }
 
 impl EndScan {
@@ -82,13 +88,15 @@ impl EndScan {
             held: Vec::new(),
             found: false,
             end: None,
+            after: Vec::new(),
         }
     }
 
     /// Takes the stream's next bytes; the step's own go to `keep`. Bytes
-    /// after the end (a background process still writing) are dropped.
+    /// after the end are held for the next step ([`EndScan::after`]).
     pub(super) fn feed(&mut self, data: &[u8], keep: &mut impl FnMut(&[u8])) {
         if self.end.is_some() {
+            self.after.extend_from_slice(data);
             return;
         }
         self.held.extend_from_slice(data);
@@ -106,8 +114,14 @@ impl EndScan {
         }
         if let Some(nl) = self.held.iter().position(|&b| b == b'\n') {
             self.end = Some(String::from_utf8_lossy(&self.held[..nl]).trim().to_string());
+            self.after = self.held.split_off(nl + 1);
             self.held = Vec::new();
         }
+    }
+
+    /// What came after the end on this stream, for the next step's scan.
+    pub(super) fn after(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.after)
     }
 
     /// The mark was seen (its line may be unfinished).
@@ -184,9 +198,15 @@ mod tests {
     }
 
     #[test]
-    fn bytes_after_the_end_are_dropped() {
-        let (kept, _) = scan_all("M", &[b"x\x1fM 1\nstray", b"more"]);
+    fn bytes_after_the_end_are_held_for_the_next_step() {
+        let (kept, mut scan) = scan_all("M", &[b"x\x1fM 1\nnext", b" step\x1fM 0\n"]);
         assert_eq!(kept, b"x");
+        assert_eq!(scan.code(), Some(1));
+        let after = scan.after();
+        assert_eq!(after, b"next step\x1fM 0\n");
+        let (kept, scan) = scan_all("M", &[&after]);
+        assert_eq!(kept, b"next step");
+        assert_eq!(scan.code(), Some(0));
     }
 
     #[test]
