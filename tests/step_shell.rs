@@ -172,7 +172,7 @@ fn a_node_without_a_builtin_printf_gets_a_channel_per_step() {
     }
 }
 
-/// `fails` is followed by a read-only step that leaves a trace; `capture`
+/// `fails` is followed by two read-only steps that leave a trace; `capture`
 /// (the step shell's pid) feeds the step after it. TRACE is a directory of
 /// the test.
 const AHEAD: &str = r#"
@@ -198,6 +198,17 @@ changes = false
 name = "trace"
 run = "touch TRACE/${{ node.name }}"
 changes = false
+
+[[steps]]
+name = "trace too"
+run = "touch TRACE/${{ node.name }}.2"
+changes = false
+
+# Holds the session open while what was sent ahead runs: giving the shell
+# up (for "after") or the session could end it first.
+[[on_failure]]
+name = "pause"
+local = "sleep 1"
 
 [[on_failure]]
 name = "after"
@@ -231,9 +242,9 @@ fn wait_traces(dir: &std::path::Path, n: usize) -> usize {
     traces(dir)
 }
 
-/// A read-only step is sent to the node's shell behind the step before it,
-/// saving a round trip: so it runs even when that step fails, unreported
-/// and to no effect. A step that may change the node never is, nor under
+/// Read-only steps are sent to the node's shell behind the step before
+/// them, saving a round trip each: so they run even when that step fails,
+/// unreported and to no effect. A step that may change the node never is, nor under
 /// --check, nor a step whose rendering needs the capture of the one before.
 #[test]
 fn read_only_steps_are_sent_ahead_and_nothing_else_is() {
@@ -269,7 +280,7 @@ fn read_only_steps_are_sent_ahead_and_nothing_else_is() {
         assert_eq!(steps["fails"]["stdout"], "out\n", "{node}");
         assert_eq!(steps["fails"]["exit"], 3, "{node}");
         assert!(
-            !steps.contains_key("trace"),
+            !steps.contains_key("trace") && !steps.contains_key("trace too"),
             "{node}: reported after a failure"
         );
         let after = &steps["after"];
@@ -277,9 +288,9 @@ fn read_only_steps_are_sent_ahead_and_nothing_else_is() {
         assert_eq!(after["stdout"], "recovered\n", "{node}: {after}");
     }
     assert_eq!(
-        wait_traces(trace.path(), n),
-        n,
-        "the read-only step was sent ahead"
+        wait_traces(trace.path(), 2 * n),
+        2 * n,
+        "both read-only steps were sent ahead"
     );
 
     let trace_change = tempfile::tempdir().expect("tempdir");

@@ -13,6 +13,9 @@ use crate::template::shell_quote;
 use crate::vars::Vars;
 use crate::{local, upload};
 
+/// Steps sent ahead of their turn at most (see [`NodeRun::ahead`]).
+const AHEAD_STEPS: usize = 8;
+
 /// How a node's run ended, before it is reported.
 struct NodeEnd {
     status: NodeStatus,
@@ -259,8 +262,9 @@ impl<C: Connector> NodeRun<'_, C> {
             return StepEnd::Done(status);
         }
         let attempts = step.retries + 1;
-        if let Some(next) = self.ahead(r, vars) {
-            self.session.run_ahead(next);
+        let ahead = self.ahead(r, vars);
+        if !ahead.is_empty() {
+            self.session.run_ahead(ahead);
         }
         for attempt in 1..=attempts {
             result.attempt = attempt;
@@ -448,41 +452,50 @@ impl<C: Connector> NodeRun<'_, C> {
         (req, local)
     }
 
-    /// The step after `r`, when it may be sent ahead behind `r`'s command:
-    /// both run on the node, the next one is read-only and unguarded, and
-    /// `r` captures nothing its rendering could read (rendered before the
-    /// capture, it would not be the step its turn asks for, and the shell
-    /// it was queued in would be given up). Never under --check.
-    fn ahead(&self, r: StepRef, vars: &Vars) -> Option<ExecRequest> {
+    /// The steps after `r` that may be sent ahead behind `r`'s command (at
+    /// most [`AHEAD_STEPS`]): each runs on the node, is read-only and
+    /// unguarded, and the step before it captures nothing its rendering
+    /// could read (rendered before the capture, it would not be the step
+    /// its turn asks for, and the shell it was queued in would be given
+    /// up). None under --check.
+    fn ahead(&self, r: StepRef, vars: &Vars) -> Vec<ExecRequest> {
         let job = &self.shared.job;
-        let step = job.step(r);
         let len = if r.on_failure {
             job.playbook.on_failure.len()
         } else {
             job.playbook.steps.len()
         };
-        let next = StepRef {
-            index: r.index + 1,
-            ..r
-        };
-        if self.shared.opts.check
-            || step.capture.is_some()
-            || !matches!(step.action, Action::Run { .. })
-            || next.index >= len
-        {
-            return None;
+        let mut chain = Vec::new();
+        if self.shared.opts.check {
+            return chain;
         }
-        let after = job.step(next);
-        if after.changes
-            || after.when.is_some()
-            || after.unless.is_some()
-            || !matches!(after.action, Action::Run { .. })
-        {
-            return None;
+        let mut cur = r;
+        while chain.len() < AHEAD_STEPS && cur.index + 1 < len {
+            let (step, next) = (
+                job.step(cur),
+                StepRef {
+                    index: cur.index + 1,
+                    ..cur
+                },
+            );
+            let after = job.step(next);
+            if step.capture.is_some()
+                || !matches!(step.action, Action::Run { .. })
+                || after.changes
+                || after.when.is_some()
+                || after.unless.is_some()
+                || !matches!(after.action, Action::Run { .. })
+            {
+                break;
+            }
+            let Ok(rendered) = job.render(next, vars) else {
+                break;
+            };
+            let (req, _) = self.request(next, &rendered.script, &rendered.env, after.timeout);
+            chain.push(req);
+            cur = next;
         }
-        let rendered = job.render(next, vars).ok()?;
-        let (req, _) = self.request(next, &rendered.script, &rendered.env, after.timeout);
-        Some(req)
+        chain
     }
 }
 

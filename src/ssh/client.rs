@@ -18,7 +18,7 @@ use super::{
     Captured, ConnectError, Connector, ExecOutput, ExecRequest, ExitStatus, Session, SessionError,
 };
 use crate::inventory::{HostKeyPin, JumpHost, Node};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use tokio::sync::OnceCell;
 
 /// Prefix of the stderr line that reports the remote shell's pid.
@@ -218,8 +218,8 @@ pub struct SshSession {
     shell: tokio::sync::Mutex<Shell>,
     /// Ends each step's output on the step shell's streams.
     mark: String,
-    /// The command named by [`Session::run_ahead`] for the next `exec`.
-    ahead: Mutex<Option<ExecRequest>>,
+    /// The commands named by [`Session::run_ahead`] for the next `exec`.
+    ahead: Mutex<Vec<ExecRequest>>,
 }
 
 /// A connection's step shell.
@@ -237,9 +237,9 @@ struct StepShell {
     /// No step has finished in it yet: its pid line is still to come, and
     /// it may still turn out unfit.
     fresh: bool,
-    /// A step sent ahead (its frame), queued in the shell behind the one
+    /// Steps sent ahead (their frames), queued in the shell behind the one
     /// running, whose output is still to be read.
-    queued: Option<Vec<u8>>,
+    queued: VecDeque<Vec<u8>>,
     /// What followed the last step's end on stdout and stderr: the queued
     /// step's output, or a background process's.
     carry: [Vec<u8>; 2],
@@ -252,7 +252,7 @@ impl SshSession {
             _via: via,
             shell: tokio::sync::Mutex::new(Shell::Closed),
             mark: driver::new_mark(),
-            ahead: Mutex::new(None),
+            ahead: Mutex::new(Vec::new()),
         }
     }
 }
@@ -582,11 +582,15 @@ impl Session for SshSession {
     /// In the step shell when the script can go there, else in a channel
     /// of its own.
     async fn exec(&self, req: ExecRequest) -> Result<ExecOutput, SessionError> {
-        let next = self.ahead.lock().ok().and_then(|mut a| a.take());
+        let next = self
+            .ahead
+            .lock()
+            .map(|mut a| std::mem::take(&mut *a))
+            .unwrap_or_default();
         if let Some(frame) = driver::frame(&req, &self.mark)
             && let Ok(mut shell) = self.shell.try_lock()
         {
-            let next = next.and_then(|n| driver::frame(&n, &self.mark));
+            let next = driver::frames_ahead(&next, &self.mark);
             if let Some(out) = self.exec_in_shell(&mut shell, &req, frame, next).await? {
                 return Ok(out);
             }
@@ -594,9 +598,9 @@ impl Session for SshSession {
         self.exec_in_channel(req).await
     }
 
-    fn run_ahead(&self, next: ExecRequest) {
+    fn run_ahead(&self, next: Vec<ExecRequest>) {
         if let Ok(mut a) = self.ahead.lock() {
-            *a = Some(next);
+            *a = next;
         }
     }
 
@@ -625,19 +629,19 @@ impl SshSession {
     }
 
     /// The step shell runs `frame`, and `next` is queued behind it; `None`
-    /// when this node has no step shell (neither frame ran).
+    /// when this node has no step shell (no frame ran).
     async fn exec_in_shell(
         &self,
         shell: &mut Shell,
         req: &ExecRequest,
         frame: Vec<u8>,
-        next: Option<Vec<u8>>,
+        next: Vec<Vec<u8>>,
     ) -> Result<Option<ExecOutput>, SessionError> {
         let lost = |e: russh::Error| SessionError::Lost(e.to_string());
-        // A step sent ahead that is not this one (the step before it
+        // A step sent ahead that is not this one (a step before it
         // failed): it runs to no purpose, so its shell is left to it.
         if let Shell::Open(sh) = shell
-            && sh.queued.as_ref().is_some_and(|q| *q != frame)
+            && sh.queued.front().is_some_and(|q| *q != frame)
             && let Shell::Open(sh) = std::mem::replace(shell, Shell::Closed)
         {
             let _ = sh.ch.close().await;
@@ -651,7 +655,7 @@ impl SshSession {
                 ch,
                 pid: None,
                 fresh: true,
-                queued: None,
+                queued: VecDeque::new(),
                 carry: Default::default(),
             });
         }
@@ -659,14 +663,19 @@ impl SshSession {
             return Ok(None);
         };
         // This step is already in the shell when it was sent ahead.
-        let mut input = if sh.queued.take().is_some() {
+        let mut input = if sh.queued.front() == Some(&frame) {
+            sh.queued.pop_front();
             Vec::new()
         } else {
             frame
         };
-        if let Some(next) = next {
-            input.extend_from_slice(&next);
-            sh.queued = Some(next);
+        // What is queued already begins `next` (the same steps announced
+        // again, one fewer); the rest of it follows.
+        if sh.queued.iter().zip(&next).all(|(q, n)| q == n) {
+            for f in next.into_iter().skip(sh.queued.len()) {
+                input.extend_from_slice(&f);
+                sh.queued.push_back(f);
+            }
         }
         if !input.is_empty() {
             sh.ch.data_bytes(input).await.map_err(lost)?;

@@ -66,6 +66,23 @@ pub(super) fn frame(req: &ExecRequest, mark: &str) -> Option<Vec<u8>> {
     )
 }
 
+/// At most this many bytes of steps are sent ahead at once: they sit in
+/// the channel's window and the shell's input until their turn.
+const AHEAD_BYTES: usize = 64 * 1024;
+
+/// The frames of `next` that may be sent ahead: the leading ones that fit
+/// the shell and, together, [`AHEAD_BYTES`].
+pub(super) fn frames_ahead(next: &[ExecRequest], mark: &str) -> Vec<Vec<u8>> {
+    let mut total = 0;
+    next.iter()
+        .map_while(|req| frame(req, mark))
+        .take_while(|f| {
+            total += f.len();
+            total <= AHEAD_BYTES
+        })
+        .collect()
+}
+
 /// Finds the end of a step on one stream of the shell.
 pub(super) struct EndScan {
     /// `SEP` and the mark.
@@ -215,6 +232,32 @@ mod tests {
         assert_eq!(kept, b"tail");
         assert!(!scan.ended());
         assert_eq!(scan.rest(), b"\x1fMA");
+    }
+
+    fn request(script: &[u8]) -> ExecRequest {
+        ExecRequest {
+            shell: "sh".into(),
+            sudo: false,
+            stdin: script.to_vec(),
+            timeout: None,
+            output_cap: 1024,
+            cancel: Default::default(),
+        }
+    }
+
+    #[test]
+    fn steps_go_ahead_up_to_one_that_needs_a_channel_or_the_byte_limit() {
+        let small = request(b"true\n");
+        let binary = request(&[0xff, 0]);
+        let ahead = frames_ahead(&[small.clone(), small.clone(), binary, small.clone()], "M");
+        assert_eq!(ahead.len(), 2);
+        let big = request(&vec![b'x'; AHEAD_BYTES / 2]);
+        let ahead = frames_ahead(&[small.clone(), big.clone(), big, small], "M");
+        assert_eq!(
+            ahead.len(),
+            2,
+            "the second half-limit script would pass the limit"
+        );
     }
 
     #[test]

@@ -194,12 +194,12 @@ pub trait Session: Send + Sync + 'static {
         &self,
         req: ExecRequest,
     ) -> impl Future<Output = Result<ExecOutput, SessionError>> + Send;
-    /// Names the command that will most likely follow the next `exec`, so
-    /// the transport may send it along and save it a round trip. Only
-    /// read-only steps are named: one that ends up running without being
-    /// asked for (the step before it failed) changes nothing, and its
-    /// output is dropped.
-    fn run_ahead(&self, _next: ExecRequest) {}
+    /// Names the commands that will most likely follow the next `exec`, in
+    /// order, so the transport may send them along and save each a round
+    /// trip. Only read-only steps are named: one that ends up running
+    /// without being asked for (a step before it failed) changes nothing,
+    /// and its output is dropped.
+    fn run_ahead(&self, _next: Vec<ExecRequest>) {}
     fn tunnel(
         &self,
         host: &str,
