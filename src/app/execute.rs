@@ -95,7 +95,8 @@ pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error>
             keepalive: Duration::from_secs(5),
         }));
         // The journal on the executor's thread: no slow terminal may hold
-        // it back, and a step is journaled before the node's next starts.
+        // it back, and a step is journaled before the node's next one that
+        // may change it starts (read-only ones may be sent ahead).
         let inline: Vec<Box<dyn Reporter>> = vec![Box::new(journal)];
         let mut writers = reporters(&job, args.common, args.exec);
         if let Some(path) = &args.outputs.report {

@@ -16,7 +16,8 @@ use crate::state;
 /// It is fed on the executor's thread (see [`crate::events::Inline`]): each
 /// event is one whole-line `write` before the executor goes on (SPEC
 /// section 7: flushed event by event), so a step is journaled before the
-/// node's next step starts, and a crash or `SIGKILL` of fleetfix loses
+/// node's next step that may change it starts (read-only steps may be sent
+/// ahead), and a crash or `SIGKILL` of fleetfix loses
 /// nothing that finished. The file is fsynced when the run finishes, so the
 /// whole journal also survives a power loss after that.
 pub struct Journal {
