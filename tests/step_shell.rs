@@ -308,3 +308,48 @@ fn read_only_steps_are_sent_ahead_and_nothing_else_is() {
         "a changing step ran after a failure"
     );
 }
+
+/// `probe` fails once and is retried after 1 s; `again`, sent ahead behind
+/// it, has the very same script. STAMP is a directory of the test.
+const RETRY: &str = r#"
+name = "retry"
+
+[[steps]]
+name = "probe"
+run = "now=$(date +%s%N); f=STAMP/${{ node.name }}; if [ -e $f ]; then echo $now; else echo $now > $f; exit 1; fi"
+changes = false
+retries = 1
+retry_delay = "1s"
+
+[[steps]]
+name = "again"
+run = "now=$(date +%s%N); f=STAMP/${{ node.name }}; if [ -e $f ]; then echo $now; else echo $now > $f; exit 1; fi"
+changes = false
+"#;
+
+/// A step sent ahead stands for that step alone: the retry of the step
+/// before it, with the same script, runs anew after its delay instead of
+/// taking the early run's output.
+#[test]
+fn a_retry_is_not_the_step_sent_ahead_behind_it() {
+    let fleet = Fleet::start(2);
+    let inv = fleet.write_inventory(&[]);
+    let stamp = tempfile::tempdir().expect("tempdir");
+    let text = RETRY.replace("STAMP", &stamp.path().display().to_string());
+    let pb = playbook(fleet.dir(), "retry.toml", &text);
+    let out = run_json_on(&fleet, &inv, &pb, &[]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let ns = |s: &str| s.trim().parse::<u128>().unwrap_or_default();
+    for (node, steps) in &by_node(&out) {
+        let probe = &steps["probe"];
+        assert_eq!(probe["attempt"], 2, "{node}: {probe}");
+        let first = std::fs::read_to_string(stamp.path().join(node)).expect("first stamp");
+        let retried = ns(probe["stdout"].as_str().unwrap_or_default());
+        let gap_ms = retried.saturating_sub(ns(&first)) / 1_000_000;
+        assert!(
+            gap_ms >= 900,
+            "{node}: the retry ran {gap_ms} ms after the first try"
+        );
+        assert_eq!(steps["again"]["status"], "ok", "{node}");
+    }
+}

@@ -84,6 +84,7 @@ async fn once<C: Connector>(
                 timeout,
                 output_cap: shared.opts.output_cap,
                 cancel: shared.opts.control.kill.clone(),
+                step: None,
             };
             match local::exec(&req).await {
                 Ok(out) => check_expect(&out, command_expect, timeout, false).map(|why| {

@@ -231,7 +231,7 @@ impl<C: Connector> NodeRun<'_, C> {
             Err(e) => return fail(result, e.one_line()),
         };
         if let Some(guard) = &rendered.unless {
-            match self.exec(r, guard, &rendered.env, None).await {
+            match self.exec(r, guard, &rendered.env, None, false).await {
                 Ok(out) if out.status == ExitStatus::Code(0) => {
                     return skip(result, skipped, "`unless` command exited 0");
                 }
@@ -244,7 +244,7 @@ impl<C: Connector> NodeRun<'_, C> {
             // An upload can tell, read-only, whether it would write.
             let status = match &rendered.upload {
                 Some(u) => match self
-                    .exec(r, &upload::script(u, true), &[], step.timeout)
+                    .exec(r, &upload::script(u, true), &[], step.timeout, false)
                     .await
                 {
                     Ok(out)
@@ -329,7 +329,13 @@ impl<C: Connector> NodeRun<'_, C> {
         let step = self.shared.job.step(r);
         if let Some(u) = &rendered.upload {
             let out = self
-                .exec(r, &upload::script(u, false), &rendered.env, step.timeout)
+                .exec(
+                    r,
+                    &upload::script(u, false),
+                    &rendered.env,
+                    step.timeout,
+                    false,
+                )
                 .await?;
             let stdout = out.stdout.text();
             let outcome = upload::outcome(&stdout);
@@ -355,7 +361,7 @@ impl<C: Connector> NodeRun<'_, C> {
         } = &step.action
         else {
             let out = self
-                .exec(r, &rendered.script, &rendered.env, step.timeout)
+                .exec(r, &rendered.script, &rendered.env, step.timeout, true)
                 .await?;
             let stdout = out.stdout.text();
             return Ok(Attempt {
@@ -408,15 +414,17 @@ impl<C: Connector> NodeRun<'_, C> {
         })
     }
 
-    /// Runs a script on the node (or the runner, for `local`).
+    /// Runs a script on the node (or the runner, for `local`); `own`: the
+    /// step's own script, not a guard or an upload's.
     async fn exec(
         &self,
         r: StepRef,
         script: &str,
         env: &[(String, String)],
         timeout: Option<Duration>,
+        own: bool,
     ) -> Result<ExecOutput, SessionError> {
-        let (req, local) = self.request(r, script, env, timeout);
+        let (req, local) = self.request(r, script, env, timeout, own);
         if local {
             local::exec(&req).await
         } else {
@@ -425,13 +433,14 @@ impl<C: Connector> NodeRun<'_, C> {
     }
 
     /// The request that runs `script` for step `r`; true when it runs on
-    /// the runner (`local`).
+    /// the runner (`local`). `script` is the step's own when `own`.
     fn request(
         &self,
         r: StepRef,
         script: &str,
         env: &[(String, String)],
         timeout: Option<Duration>,
+        own: bool,
     ) -> (ExecRequest, bool) {
         let step = self.shared.job.step(r);
         let (shell, local) = match &step.action {
@@ -448,6 +457,7 @@ impl<C: Connector> NodeRun<'_, C> {
             timeout,
             output_cap: self.shared.opts.output_cap,
             cancel: self.shared.opts.control.kill.clone(),
+            step: own.then_some((r.index as u64) << 1 | r.on_failure as u64),
         };
         (req, local)
     }
@@ -491,7 +501,7 @@ impl<C: Connector> NodeRun<'_, C> {
             let Ok(rendered) = job.render(next, vars) else {
                 break;
             };
-            let (req, _) = self.request(next, &rendered.script, &rendered.env, after.timeout);
+            let (req, _) = self.request(next, &rendered.script, &rendered.env, after.timeout, true);
             chain.push(req);
             cur = next;
         }

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::auth::{self, Credentials, Identity};
-use super::driver::{self, EndScan};
+use super::driver::{self, EndScan, Framed};
 use super::known_hosts::{self, KnownHosts, Verdict};
 use super::wire::Wire;
 use super::{
@@ -239,7 +239,7 @@ struct StepShell {
     fresh: bool,
     /// Steps sent ahead (their frames), queued in the shell behind the one
     /// running, whose output is still to be read.
-    queued: VecDeque<Vec<u8>>,
+    queued: VecDeque<Framed>,
     /// What followed the last step's end on stdout and stderr: the queued
     /// step's output, or a background process's.
     carry: [Vec<u8>; 2],
@@ -591,7 +591,11 @@ impl Session for SshSession {
             && let Ok(mut shell) = self.shell.try_lock()
         {
             let next = driver::frames_ahead(&next, &self.mark);
-            if let Some(out) = self.exec_in_shell(&mut shell, &req, frame, next).await? {
+            let this = Framed {
+                step: req.step,
+                frame,
+            };
+            if let Some(out) = self.exec_in_shell(&mut shell, &req, this, next).await? {
                 return Ok(out);
             }
         }
@@ -634,14 +638,16 @@ impl SshSession {
         &self,
         shell: &mut Shell,
         req: &ExecRequest,
-        frame: Vec<u8>,
-        next: Vec<Vec<u8>>,
+        this: Framed,
+        next: Vec<Framed>,
     ) -> Result<Option<ExecOutput>, SessionError> {
         let lost = |e: russh::Error| SessionError::Lost(e.to_string());
-        // A step sent ahead that is not this one (a step before it
-        // failed): it runs to no purpose, so its shell is left to it.
+        // A step sent ahead that is not this one (a step before it failed,
+        // or is tried again): it runs to no purpose, so its shell is left
+        // to it.
+        let own = this.step.is_some();
         if let Shell::Open(sh) = shell
-            && sh.queued.front().is_some_and(|q| *q != frame)
+            && sh.queued.front().is_some_and(|q| !own || *q != this)
             && let Shell::Open(sh) = std::mem::replace(shell, Shell::Closed)
         {
             let _ = sh.ch.close().await;
@@ -663,17 +669,17 @@ impl SshSession {
             return Ok(None);
         };
         // This step is already in the shell when it was sent ahead.
-        let mut input = if sh.queued.front() == Some(&frame) {
+        let mut input = if own && sh.queued.front() == Some(&this) {
             sh.queued.pop_front();
             Vec::new()
         } else {
-            frame
+            this.frame
         };
         // What is queued already begins `next` (the same steps announced
         // again, one fewer); the rest of it follows.
         if sh.queued.iter().zip(&next).all(|(q, n)| q == n) {
             for f in next.into_iter().skip(sh.queued.len()) {
-                input.extend_from_slice(&f);
+                input.extend_from_slice(&f.frame);
                 sh.queued.push_back(f);
             }
         }

@@ -70,14 +70,26 @@ pub(super) fn frame(req: &ExecRequest, mark: &str) -> Option<Vec<u8>> {
 /// the channel's window and the shell's input until their turn.
 const AHEAD_BYTES: usize = 64 * 1024;
 
-/// The frames of `next` that may be sent ahead: the leading ones that fit
-/// the shell and, together, [`AHEAD_BYTES`].
-pub(super) fn frames_ahead(next: &[ExecRequest], mark: &str) -> Vec<Vec<u8>> {
+/// A step in the shell's input, or about to be: which step, and its frame.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Framed {
+    pub step: Option<u64>,
+    pub frame: Vec<u8>,
+}
+
+/// The steps of `next` that may be sent ahead: the leading ones that are a
+/// step's own command and fit the shell and, together, [`AHEAD_BYTES`].
+pub(super) fn frames_ahead(next: &[ExecRequest], mark: &str) -> Vec<Framed> {
     let mut total = 0;
     next.iter()
-        .map_while(|req| frame(req, mark))
+        .map_while(|req| {
+            Some(Framed {
+                step: Some(req.step?),
+                frame: frame(req, mark)?,
+            })
+        })
         .take_while(|f| {
-            total += f.len();
+            total += f.frame.len();
             total <= AHEAD_BYTES
         })
         .collect()
@@ -242,6 +254,7 @@ mod tests {
             timeout: None,
             output_cap: 1024,
             cancel: Default::default(),
+            step: Some(1),
         }
     }
 
@@ -251,6 +264,12 @@ mod tests {
         let binary = request(&[0xff, 0]);
         let ahead = frames_ahead(&[small.clone(), small.clone(), binary, small.clone()], "M");
         assert_eq!(ahead.len(), 2);
+        let guard = ExecRequest {
+            step: None,
+            ..small.clone()
+        };
+        let ahead = frames_ahead(&[small.clone(), guard, small.clone()], "M");
+        assert_eq!(ahead.len(), 1, "only a step's own command goes ahead");
         let big = request(&vec![b'x'; AHEAD_BYTES / 2]);
         let ahead = frames_ahead(&[small.clone(), big.clone(), big, small], "M");
         assert_eq!(
@@ -269,6 +288,7 @@ mod tests {
             timeout: None,
             output_cap: 1024,
             cancel: Default::default(),
+            step: None,
         };
         let f = String::from_utf8(frame(&req, "M").expect("framed")).expect("utf-8");
         assert!(

@@ -155,6 +155,10 @@ pub struct ExecRequest {
     pub output_cap: usize,
     /// Cancelled: end the command now (its process group), as on a timeout.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// The step whose own command this is (`None` for a guard, a gate, an
+    /// ad-hoc command): a step sent ahead stands only for the exec of that
+    /// same step, whatever other step has the same script.
+    pub step: Option<u64>,
 }
 
 /// What a command produced.
