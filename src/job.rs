@@ -170,20 +170,21 @@ impl Job {
     }
 
     pub fn step(&self, r: StepRef) -> &Step {
-        if r.on_failure {
-            &self.playbook.on_failure[r.index]
+        &self.steps(r.on_failure)[r.index]
+    }
+
+    /// The main steps, or the on_failure steps.
+    pub fn steps(&self, on_failure: bool) -> &[Step] {
+        if on_failure {
+            &self.playbook.on_failure
         } else {
-            &self.playbook.steps[r.index]
+            &self.playbook.steps
         }
     }
 
     /// Main steps, then on_failure steps, as references.
     pub fn step_refs(&self, on_failure: bool) -> impl Iterator<Item = StepRef> + use<> {
-        let n = if on_failure {
-            self.playbook.on_failure.len()
-        } else {
-            self.playbook.steps.len()
-        };
+        let n = self.steps(on_failure).len();
         (0..n).map(move |index| StepRef { on_failure, index })
     }
 

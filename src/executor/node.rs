@@ -272,11 +272,7 @@ impl<C: Connector> NodeRun<'_, C> {
                 node: result.node.clone(),
                 step: step.name.clone(),
                 index: r.index,
-                steps: if r.on_failure {
-                    job.playbook.on_failure.len()
-                } else {
-                    job.playbook.steps.len()
-                },
+                steps: job.steps(r.on_failure).len(),
                 attempt,
                 on_failure: r.on_failure,
             });
@@ -470,11 +466,7 @@ impl<C: Connector> NodeRun<'_, C> {
     /// up). None under --check.
     fn ahead(&self, r: StepRef, vars: &Vars) -> Vec<ExecRequest> {
         let job = &self.shared.job;
-        let len = if r.on_failure {
-            job.playbook.on_failure.len()
-        } else {
-            job.playbook.steps.len()
-        };
+        let len = job.steps(r.on_failure).len();
         let mut chain = Vec::new();
         if self.shared.opts.check {
             return chain;

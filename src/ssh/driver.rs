@@ -17,8 +17,8 @@
 //! connection; a step's output is what precedes it on each stream, and
 //! what follows belongs to the next step.
 //!
-//! A read-only step may be sent ahead, behind the step before it: the shell
-//! reads it when that one ends, so it costs no round trip of its own.
+//! Read-only steps may be sent ahead, behind the step before them: the
+//! shell reads each when the one before ends, so it costs no round trip.
 
 use super::ExecRequest;
 use crate::template::shell_quote;
