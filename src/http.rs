@@ -192,7 +192,7 @@ pub async fn send_via<S: Session>(
     let work = async {
         let stream = session.tunnel(&host, port).await.map_err(|e| match e {
             SessionError::Lost(m) => SendError::Lost(m),
-            SessionError::Refused(m) => {
+            SessionError::Refused(m) | SessionError::Locked(m) => {
                 fail(format!("the node could not connect to {host}:{port}: {m}"))
             }
         })?;

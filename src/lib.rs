@@ -18,6 +18,7 @@ pub mod local;
 pub mod lock;
 pub mod output;
 pub mod playbook;
+pub mod quote;
 pub mod rollout;
 pub mod runs;
 pub mod secrets;

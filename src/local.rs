@@ -8,7 +8,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use crate::ssh::{Captured, ExecOutput, ExecRequest, ExitStatus, SessionError};
+use crate::ssh::{Captured, Ending, ExecOutput, ExecRequest, ExitStatus, SessionError};
 
 const TERM_GRACE: Duration = Duration::from_secs(2);
 
@@ -41,8 +41,8 @@ pub async fn exec(req: &ExecRequest) -> Result<ExecOutput, SessionError> {
     let limit = req.timeout.unwrap_or(Duration::from_secs(86_400 * 365));
     let waited = tokio::select! {
         w = child.wait() => Ok(w),
-        _ = tokio::time::sleep(limit) => Err(ExitStatus::TimedOut),
-        _ = req.cancel.cancelled() => Err(ExitStatus::Interrupted),
+        _ = tokio::time::sleep(limit) => Err(ExitStatus::TimedOut as fn(Ending) -> ExitStatus),
+        _ = req.cancel.cancelled() => Err(ExitStatus::Interrupted as fn(Ending) -> ExitStatus),
     };
     let status = match waited {
         Ok(Ok(st)) => match st.code() {
@@ -50,10 +50,7 @@ pub async fn exec(req: &ExecRequest) -> Result<ExecOutput, SessionError> {
             None => ExitStatus::Signal(format!("{st}")),
         },
         Ok(Err(e)) => return Err(SessionError::Lost(e.to_string())),
-        Err(why) => {
-            end_group(pgid, &mut child).await;
-            why
-        }
+        Err(why) => why(end_group(pgid, &mut child).await),
     };
     // A background child may keep the pipes open after the shell exited;
     // what it writes later is not this step's output.
@@ -68,17 +65,26 @@ pub async fn exec(req: &ExecRequest) -> Result<ExecOutput, SessionError> {
     })
 }
 
-/// SIGTERM to the group, then SIGKILL after a grace period.
-async fn end_group(pgid: Option<Pid>, child: &mut tokio::process::Child) {
-    if let Some(pgid) = pgid {
-        let _ = killpg(pgid, Signal::SIGTERM);
-        if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_ok() {
-            let _ = killpg(pgid, Signal::SIGKILL);
-            return;
+/// SIGTERM to the group, then SIGKILL after a grace period; then whether
+/// any process of the group is left.
+async fn end_group(pgid: Option<Pid>, child: &mut tokio::process::Child) -> Ending {
+    let Some(pgid) = pgid else {
+        let _ = child.kill().await;
+        return Ending::Unchecked("the shell's process group was not known".into());
+    };
+    let _ = killpg(pgid, Signal::SIGTERM);
+    let _ = tokio::time::timeout(TERM_GRACE, child.wait()).await;
+    let _ = killpg(pgid, Signal::SIGKILL);
+    let _ = child.wait().await;
+    // Children of the shell are reaped by init once it is gone; give
+    // them a moment before the group is found empty.
+    for _ in 0..20 {
+        if killpg(pgid, None) == Err(nix::errno::Errno::ESRCH) {
+            return Ending::Ended;
         }
-        let _ = killpg(pgid, Signal::SIGKILL);
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = child.kill().await;
+    Ending::Left(format!("process group {pgid}"))
 }
 
 async fn read_capped<R: AsyncRead + Unpin>(stream: Option<R>, cap: usize) -> Captured {

@@ -236,6 +236,28 @@ fn current_user() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// The lock a run of `playbook` takes on each node it may change, held by
+/// the node's step shell for as long as its connection lives: the same
+/// file for every runner and user of the node. `{node}` in its name stands
+/// for the node's inventory name, so two nodes on one machine (as in the
+/// tests) do not share it.
+pub fn node_lock(playbook: &str, run_id: &str, wait: Option<Duration>) -> crate::ssh::NodeLock {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into());
+    let started = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
+    crate::ssh::NodeLock {
+        file: format!("fleetfix-{}.{{node}}.lock", sanitize(playbook)),
+        holder: format!(
+            "run {run_id}, user {}, runner host {host}, started {started}",
+            current_user()
+        ),
+        // A wait of a fraction of a second is still a wait.
+        wait_secs: wait.map(|w| w.as_secs_f64().ceil() as u64),
+    }
+}
+
 /// A file name from a playbook name: `[A-Za-z0-9._-]` kept, the rest `_`,
 /// and no leading dot (no hidden files, no `..`).
 fn sanitize(playbook: &str) -> String {

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use crate::error::{Error, SourceFile};
 use crate::playbook::SecretSpec;
-use crate::template::shell_quote;
+use crate::quote::shell_quote;
 
 /// What every secret is replaced with.
 pub const MASK: &str = "******";

@@ -17,6 +17,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
 use crate::error::{Error, Location, SourceFile};
 use crate::playbook::Text;
+use crate::quote::shell_quote;
 use crate::vars::Vars;
 
 const SHELL_PREFIX: &str = "sh:";
@@ -216,27 +217,6 @@ fn value_text(v: &Value) -> String {
         None if v.is_none() => String::new(),
         None => v.to_string(),
     }
-}
-
-/// Quotes `s` for POSIX sh; words of only safe characters pass unchanged.
-pub fn shell_quote(s: &str) -> String {
-    let safe = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c));
-    if safe {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        if c == '\'' {
-            out.push_str("'\\''");
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
 }
 
 /// Places where `${{` stands inside a quoted shell string (1-based line, col):

@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::template::shell_quote;
+use crate::quote::shell_quote;
 
 /// An upload rendered for one node.
 #[derive(Debug, Clone)]

@@ -5,11 +5,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Fleet;
-use common::cli::{Run, fleetfix, playbook, run};
+use common::cli::{finish, fleetfix, playbook, run, signal, spawn, wait_for};
 use serde_json::Value;
 
 fn state(fleet: &Fleet) -> PathBuf {
@@ -29,17 +29,6 @@ fn cmd(fleet: &Fleet, inv: &Path, pb: &Path, extra: &[&str]) -> Command {
     c
 }
 
-fn spawn(mut c: Command) -> Child {
-    c.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn fleetfix")
-}
-
-fn finish(child: Child) -> Run {
-    Run::from(child.wait_with_output().expect("wait"))
-}
-
 /// Every journal in the state dir, as parsed events per file.
 fn journals(fleet: &Fleet) -> Vec<Vec<Value>> {
     let dir = state(fleet).join("runs");
@@ -57,18 +46,6 @@ fn journals(fleet: &Fleet) -> Vec<Vec<Value>> {
                 .collect()
         })
         .collect()
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn signal(child: &Child, sig: nix::sys::signal::Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).expect("signal");
 }
 
 #[test]
@@ -251,11 +228,13 @@ run = "echo three >> ${{ marker_dir }}/log; sleep 0.3"
     assert_eq!(runs.code, 0, "{}", runs.dump());
     assert!(runs.stdout.contains(&id), "{}", runs.dump());
     let before1 = log("node1");
+    // The killed run's last command still runs on node2 (a crash does not
+    // end it) and holds the node's lock until it ends: wait for it.
     let resumed = run(&mut cmd(
         &fleet,
         &inv,
         &pb,
-        &["--resume", &id, "--output", "json"],
+        &["--resume", &id, "--output", "json", "--lock-wait", "10s"],
     ));
     assert_eq!(resumed.code, 0, "{}", resumed.dump());
     let started = &resumed.events()[0];

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::Fleet;
-use common::cli::{Run, fleetfix, playbook, run, run_json_on};
+use common::cli::{Run, finish, fleetfix, playbook, run, run_json_on, signal, spawn, wait_for};
 use serde_json::Value;
 
 /// Each step reports its parent: its pid and command name. `SLEEP` is a
@@ -130,8 +130,10 @@ fn run_checked(fleet: &Fleet, sleep: u32) -> HashMap<String, HashMap<String, Val
     all
 }
 
+/// A timeout ends the step's processes, not the shell: the steps after it
+/// (here, and an `[[on_failure]]` rollback elsewhere) run in the same one.
 #[test]
-fn steps_share_one_shell_and_a_timeout_leaves_a_fresh_one() {
+fn steps_share_one_shell_that_outlives_a_timeout() {
     let fleet = Fleet::start(3);
     for (node, steps) in &run_checked(&fleet, 3023) {
         let (a, c, d, e) = (
@@ -143,9 +145,12 @@ fn steps_share_one_shell_and_a_timeout_leaves_a_fresh_one() {
         // Each step's script runs under the node's step shell, not sshd.
         assert_eq!(a.1, "sh", "{node}: {a:?}");
         assert_eq!(a, c, "{node}: one shell for the steps before the timeout");
-        assert_ne!(c.0, d.0, "{node}: the timeout ended that shell");
-        assert_eq!(d.1, "sh", "{node}: {d:?}");
-        assert_eq!(d, e, "{node}: one shell again after it");
+        assert_eq!(c, d, "{node}: the timeout did not end the shell");
+        assert_eq!(d, e, "{node}: one shell to the end");
+        assert_eq!(
+            steps["c"]["error"], "timed out after 1s; its processes were ended",
+            "{node}: only what was checked is claimed"
+        );
     }
 }
 
@@ -172,9 +177,9 @@ fn a_node_without_a_builtin_printf_gets_a_channel_per_step() {
     }
 }
 
-/// `fails` is followed by two read-only steps that leave a trace; `capture`
-/// (the step shell's pid) feeds the step after it. TRACE is a directory of
-/// the test.
+/// `capture` (the step shell's pid) feeds the step after it; `first`
+/// leaves a trace and takes a second, `second` leaves a trace. TRACE is a
+/// directory of the test.
 const AHEAD: &str = r#"
 name = "ahead"
 
@@ -190,83 +195,66 @@ run = "echo $PPID got=${{ got }}"
 changes = false
 
 [[steps]]
-name = "fails"
-run = "echo out; exit 3"
+name = "first"
+run = "touch TRACE/${{ node.name }}.first; sleep 1"
 changes = false
 
 [[steps]]
-name = "trace"
-run = "touch TRACE/${{ node.name }}"
+name = "second"
+run = "touch TRACE/${{ node.name }}.second"
 changes = false
-
-[[steps]]
-name = "trace too"
-run = "touch TRACE/${{ node.name }}.2"
-changes = false
-
-# Holds the session open while what was sent ahead runs: giving the shell
-# up (for "after") or the session could end it first.
-[[on_failure]]
-name = "pause"
-local = "sleep 1"
-
-[[on_failure]]
-name = "after"
-run = "echo recovered"
 "#;
 
-/// As AHEAD, but what follows the failing step may change the node.
-const NOT_AHEAD: &str = r#"
-name = "not-ahead"
-
-[[steps]]
-name = "fails"
-run = "exit 3"
-changes = false
-
-[[steps]]
-name = "change"
-run = "touch TRACE/${{ node.name }}"
-"#;
-
-fn traces(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
-}
-
-/// Waits up to 5 s for `n` traces.
-fn wait_traces(dir: &std::path::Path, n: usize) -> usize {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while traces(dir) < n && std::time::Instant::now() < until {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    traces(dir)
+fn traces(dir: &std::path::Path, suffix: &str) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// Read-only steps are sent to the node's shell behind the step before
-/// them, saving a round trip each: so they run even when that step fails,
-/// unreported and to no effect. A step that may change the node never is, nor under
-/// --check, nor a step whose rendering needs the capture of the one before.
+/// them, saving a round trip each: `second` starts on the node while the
+/// runner is stopped (SIGSTOP) and so cannot have asked for it. A step
+/// whose rendering needs the capture of the one before waits for it, and
+/// nothing goes ahead under --check.
 #[test]
-fn read_only_steps_are_sent_ahead_and_nothing_else_is() {
+fn read_only_steps_go_ahead_without_the_runner() {
     let fleet = Fleet::start(3);
     let n = fleet.nodes().len();
     let inv = fleet.write_inventory(&[]);
     let trace = tempfile::tempdir().expect("tempdir");
-    let text = |pb: &str| pb.replace("TRACE", &trace.path().display().to_string());
-
-    let pb = playbook(fleet.dir(), "ahead.toml", &text(AHEAD));
-    let checked = run_json_on(&fleet, &inv, &pb, &["--check"]);
-    assert_eq!(checked.code, 1, "{}", checked.dump());
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(traces(trace.path()), 0, "sent ahead under --check");
-
-    let out = run_json_on(&fleet, &inv, &pb, &[]);
-    assert_eq!(out.code, 1, "{}", out.dump());
-    let all = by_node(&out);
-    assert_eq!(all.len(), n, "{}", out.dump());
-    for (node, steps) in &all {
-        // Not sent ahead with the capture unknown, which would cost a
-        // fresh shell: the same shell runs it, with the capture.
+    let pb = playbook(
+        fleet.dir(),
+        "ahead.toml",
+        &AHEAD.replace("TRACE", &trace.path().display().to_string()),
+    );
+    let mut cmd = fleetfix(fleet.dir());
+    cmd.args(["run", "--output", "json", "-i"])
+        .arg(&inv)
+        .arg("--known-hosts")
+        .arg(fleet.known_hosts())
+        .arg(&pb);
+    let child = spawn(cmd);
+    let limit = std::time::Duration::from_secs(20);
+    wait_for("every `first` to start", limit, || {
+        traces(trace.path(), ".first") == n
+    });
+    signal(&child, nix::sys::signal::Signal::SIGSTOP);
+    let went_ahead = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        traces(trace.path(), ".second") == n
+    });
+    signal(&child, nix::sys::signal::Signal::SIGCONT);
+    let out = finish(child);
+    assert!(
+        went_ahead,
+        "`second` did not start while the runner was stopped"
+    );
+    assert_eq!(out.code, 0, "{}", out.dump());
+    for (node, steps) in &by_node(&out) {
         let shell = steps["capture"]["stdout"]
             .as_str()
             .unwrap_or_default()
@@ -277,36 +265,147 @@ fn read_only_steps_are_sent_ahead_and_nothing_else_is() {
             format!("{shell} got={shell}\n"),
             "{node}: waits for the capture, in the same shell"
         );
-        assert_eq!(steps["fails"]["stdout"], "out\n", "{node}");
-        assert_eq!(steps["fails"]["exit"], 3, "{node}");
-        assert!(
-            !steps.contains_key("trace") && !steps.contains_key("trace too"),
-            "{node}: reported after a failure"
-        );
-        let after = &steps["after"];
-        assert_eq!(after["status"], "changed", "{node}: {after}");
-        assert_eq!(after["stdout"], "recovered\n", "{node}: {after}");
+        assert_eq!(steps["second"]["status"], "ok", "{node}");
     }
-    assert_eq!(
-        wait_traces(trace.path(), 2 * n),
-        2 * n,
-        "both read-only steps were sent ahead"
-    );
 
-    let trace_change = tempfile::tempdir().expect("tempdir");
+    let checked = tempfile::tempdir().expect("tempdir");
     let pb = playbook(
         fleet.dir(),
-        "not-ahead.toml",
-        &NOT_AHEAD.replace("TRACE", &trace_change.path().display().to_string()),
+        "ahead-check.toml",
+        &AHEAD.replace("TRACE", &checked.path().display().to_string()),
     );
-    let out = run_json_on(&fleet, &inv, &pb, &[]);
-    assert_eq!(out.code, 1, "{}", out.dump());
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(
-        traces(trace_change.path()),
-        0,
-        "a changing step ran after a failure"
+    let out = run_json_on(&fleet, &inv, &pb, &["--check"]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert_eq!(traces(checked.path(), ".second"), n, "{}", out.dump());
+}
+
+/// Steps that fail in different ways, each followed by read-only steps
+/// that would leave a trace: a wait loop (as one behind a failed container
+/// swap would be), and one more. TRACE is a directory of the test.
+const BEHIND_A_FAILURE: &[(&str, &str)] = &[
+    ("exit", "run = \"exit 3\"\nchanges = false"),
+    ("changing", "run = \"exit 1\""),
+    (
+        "timeout",
+        "run = \"sleep 3021\"\ntimeout = \"1s\"\nchanges = false",
+    ),
+    (
+        "expectation",
+        "run = \"echo not ready\"\nexpect = { stdout_contains = [\"ready!\"] }\nchanges = false",
+    ),
+    (
+        "retried",
+        "run = \"exit 4\"\nretries = 1\nretry_delay = \"1s\"\nchanges = false",
+    ),
+];
+
+fn behind(kind: &str, failing: &str) -> String {
+    format!(
+        r#"
+name = "behind-{kind}"
+
+[[steps]]
+name = "fails"
+{failing}
+
+[[steps]]
+name = "wait loop"
+run = "i=0; while [ $i -lt 20 ]; do touch TRACE/${{{{ node.name }}}}.{kind}; sleep 0.1; i=$((i+1)); done"
+changes = false
+
+[[steps]]
+name = "trace"
+run = "touch TRACE/${{{{ node.name }}}}.{kind}.2"
+changes = false
+
+[[on_failure]]
+name = "rollback"
+run = "echo rolled back"
+"#
+    )
+}
+
+/// "A failing step stops that node" holds for steps sent ahead too: the
+/// node's shell starts a queued step only if the one before it exited
+/// with a status that passes it, so nothing behind a failure, a timeout,
+/// a failed expectation or a try that is retried ever starts; the
+/// rollback runs, in the same shell.
+#[test]
+fn nothing_sent_ahead_starts_after_a_failure() {
+    let fleet = Fleet::start(2);
+    let inv = fleet.write_inventory(&[]);
+    let trace = tempfile::tempdir().expect("tempdir");
+    for (kind, failing) in BEHIND_A_FAILURE {
+        let text = behind(kind, failing).replace("TRACE", &trace.path().display().to_string());
+        let pb = playbook(fleet.dir(), &format!("{kind}.toml"), &text);
+        let out = run_json_on(&fleet, &inv, &pb, &[]);
+        assert_eq!(out.code, 1, "{kind}: {}", out.dump());
+        for (node, steps) in &by_node(&out) {
+            assert_eq!(steps["fails"]["status"], "failed", "{kind} {node}");
+            assert_eq!(
+                steps["rollback"]["stdout"], "rolled back\n",
+                "{kind} {node}: {}",
+                steps["rollback"]
+            );
+            assert!(!steps.contains_key("wait loop"), "{kind} {node}");
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let left: Vec<String> = std::fs::read_dir(trace.path())
+        .expect("trace dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "queued steps ran after a failure: {left:?}"
     );
+}
+
+/// A step queued behind the one running when the run is interrupted does
+/// not start: the running one gets its grace and finishes, and the node's
+/// shell is told to start nothing more.
+#[test]
+fn nothing_sent_ahead_starts_after_an_interrupt() {
+    let fleet = Fleet::start(2);
+    let n = fleet.nodes().len();
+    let inv = fleet.write_inventory(&[]);
+    let trace = tempfile::tempdir().expect("tempdir");
+    let pb = playbook(
+        fleet.dir(),
+        "interrupted.toml",
+        &r#"
+name = "interrupted"
+
+[[steps]]
+name = "long"
+run = "touch TRACE/${{ node.name }}.long; sleep 2; touch TRACE/${{ node.name }}.done"
+changes = false
+
+[[steps]]
+name = "queued"
+run = "touch TRACE/${{ node.name }}.queued"
+changes = false
+"#
+        .replace("TRACE", &trace.path().display().to_string()),
+    );
+    let mut cmd = fleetfix(fleet.dir());
+    cmd.args(["run", "--output", "json", "-i"])
+        .arg(&inv)
+        .arg("--known-hosts")
+        .arg(fleet.known_hosts())
+        .arg(&pb);
+    let child = spawn(cmd);
+    let limit = std::time::Duration::from_secs(20);
+    wait_for("`long` to start", limit, || {
+        traces(trace.path(), ".long") == n
+    });
+    signal(&child, nix::sys::signal::Signal::SIGINT);
+    let out = finish(child);
+    assert_eq!(out.code, 3, "{}", out.dump());
+    assert_eq!(traces(trace.path(), ".done"), n, "`long` had its grace");
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    assert_eq!(traces(trace.path(), ".queued"), 0, "{}", out.dump());
 }
 
 /// `probe` fails once and is retried after 1 s; `again`, sent ahead behind

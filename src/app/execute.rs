@@ -93,6 +93,8 @@ pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error>
             accept_new_host_keys: args.conn.accept_new_host_keys,
             credentials,
             keepalive: Duration::from_secs(5),
+            node_lock: needs_node_lock(&job, &args)
+                .then(|| lock::node_lock(&job.playbook.name, &job.run.id, args.lock_wait)),
         }));
         // The journal on the executor's thread: no slow terminal may hold
         // it back, and a step is journaled before the node's next one that
@@ -144,6 +146,12 @@ fn unfinished_in(
         ));
     }
     Ok(targets.rerun.into_iter().collect())
+}
+
+/// A run that may change nodes locks each node it connects to; `--check`
+/// and `exec` change nothing on purpose and take no lock.
+fn needs_node_lock(job: &Job, args: &RunArgs<'_>) -> bool {
+    !args.check && !args.exec && job.playbook.all_steps().any(|(s, _)| s.changes)
 }
 
 /// A terminal run that would change nodes asks once; `--yes`, `--check`,

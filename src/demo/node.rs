@@ -141,6 +141,8 @@ async fn run_command(channel: Channel<Msg>, command: String, node: Arc<NodeSpec>
         .arg(&command)
         .current_dir(&node.dir)
         .env("HOME", &node.dir)
+        // Each demo node is a machine of its own: its locks too.
+        .env("FLEETFIX_LOCK_DIR", &node.dir)
         .env("FLEETFIX_DEMO_NODE", &node.name)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

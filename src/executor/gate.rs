@@ -36,10 +36,10 @@ pub(super) async fn run_all<C: Connector>(shared: &Shared<C>, batch: usize) {
             duration_ms: started.elapsed().as_millis() as u64,
         });
         if let Some(why) = failure {
-            shared.stop(format!(
+            shared.stop(super::StopReason::Gate(format!(
                 "gate `{}` failed after batch {batch}: {why}",
                 gate.name
-            ));
+            )));
             return;
         }
     }
@@ -84,6 +84,7 @@ async fn once<C: Connector>(
                 timeout,
                 output_cap: shared.opts.output_cap,
                 cancel: shared.opts.control.kill.clone(),
+                interrupt: shared.opts.control.interrupt.clone(),
                 step: None,
             };
             match local::exec(&req).await {

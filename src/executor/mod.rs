@@ -66,7 +66,35 @@ struct Shared<C> {
     stop_nodes: CancellationToken,
     failed: AtomicUsize,
     unreachable: AtomicUsize,
-    stopped: Mutex<Option<String>>,
+    stopped: Mutex<Option<StopReason>>,
+}
+
+/// Why a run stopped starting nodes; the first reason stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    Interrupted,
+    /// A failure budget was spent: what it says.
+    Budget(String),
+    /// A gate failed: what it says.
+    Gate(String),
+    /// Another run holds the lock of a node (exit 4).
+    Locked(String),
+}
+
+impl StopReason {
+    /// The reason in words, as the summary and the journal carry it.
+    fn describe(&self) -> String {
+        match self {
+            StopReason::Interrupted => "interrupted".into(),
+            StopReason::Budget(s) | StopReason::Gate(s) | StopReason::Locked(s) => s.clone(),
+        }
+    }
+
+    /// A budget spent after the last node started stopped nothing early;
+    /// the others always did.
+    fn always_early(&self) -> bool {
+        !matches!(self, StopReason::Budget(_))
+    }
 }
 
 impl<C> Shared<C> {
@@ -78,7 +106,7 @@ impl<C> Shared<C> {
             .map_err(|e| http::SendError::Failed(format!("cannot set up HTTPS: {e}")))
     }
 
-    fn stop(&self, why: String) {
+    fn stop(&self, why: StopReason) {
         let mut stopped = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
         if stopped.is_none() {
             *stopped = Some(why);
@@ -95,10 +123,10 @@ impl<C> Shared<C> {
             if let Some(b) = budget
                 && b.exceeded_by(n, total)
             {
-                self.stop(format!(
+                self.stop(StopReason::Budget(format!(
                     "{what} budget spent: {n} of {total} nodes {what} ({key} = {})",
                     show(b)
-                ));
+                )));
             }
         };
         match status {
@@ -147,7 +175,7 @@ pub async fn run<C: Connector>(
         let shared = shared.clone();
         tokio::spawn(async move {
             shared.opts.control.interrupt.cancelled().await;
-            shared.stop("interrupted".to_string());
+            shared.stop(StopReason::Interrupted);
         })
     };
     let sizes = job.playbook.rollout.batch_sizes(job.nodes.len());
@@ -194,20 +222,19 @@ pub async fn run<C: Connector>(
     }
     watcher.abort();
     if shared.opts.control.interrupt.is_cancelled() {
-        shared.stop("interrupted".to_string());
+        shared.stop(StopReason::Interrupted);
     }
     let stopped = shared
         .stopped
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    // A spent budget with no node left to skip did not stop anything early;
-    // a failed gate or an interrupt always did.
-    let early = summary.counts.not_run > 0
-        || shared.opts.control.interrupt.is_cancelled()
-        || stopped.as_deref().is_some_and(|s| s.starts_with("gate "));
-    summary.stopped = stopped.filter(|_| early);
-    summary.exit_code = summary.compute_exit_code();
+        .clone()
+        .filter(|s| s.always_early() || summary.counts.not_run > 0);
+    summary.stopped = stopped.as_ref().map(StopReason::describe);
+    summary.exit_code = match stopped {
+        Some(StopReason::Locked(_)) => 4,
+        _ => summary.compute_exit_code(),
+    };
     summary.duration_ms = started.elapsed().as_millis() as u64;
     events.emit(Event::RunFinished {
         summary: summary.clone(),
@@ -221,7 +248,8 @@ fn not_run<C: Connector>(shared: &Shared<C>, i: usize) -> NodeStatus {
         .stopped
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .clone()
+        .as_ref()
+        .map(StopReason::describe)
         .unwrap_or_else(|| "interrupted".to_string());
     shared.events.emit(Event::NodeFinished {
         node: shared.job.nodes[i].name.clone(),

@@ -8,8 +8,8 @@ use super::Shared;
 use crate::events::{Event, NodeStatus, StepResult, StepStatus};
 use crate::job::{RenderedExpect, RenderedStep, StepRef};
 use crate::playbook::Action;
-use crate::ssh::{Connector, ExecOutput, ExecRequest, ExitStatus, Session, SessionError};
-use crate::template::shell_quote;
+use crate::quote::shell_quote;
+use crate::ssh::{Ahead, Connector, ExecOutput, ExecRequest, ExitStatus, Session, SessionError};
 use crate::vars::Vars;
 use crate::{local, upload};
 
@@ -91,6 +91,8 @@ struct NodeRun<'a, C: Connector> {
 enum StepEnd {
     Done(StepStatus),
     Lost(String),
+    /// Another run holds the node lock: nothing ran.
+    Locked(String),
 }
 
 impl<C: Connector> NodeRun<'_, C> {
@@ -116,6 +118,7 @@ impl<C: Connector> NodeRun<'_, C> {
                 };
             }
             match self.step(r, vars, pending_change).await {
+                StepEnd::Locked(holder) => return self.locked(holder),
                 StepEnd::Lost(msg) => {
                     return NodeEnd {
                         status: NodeStatus::Unreachable,
@@ -161,19 +164,46 @@ impl<C: Connector> NodeRun<'_, C> {
                     )),
                 };
             }
-            if let StepEnd::Lost(msg) = self.step(r, vars, false).await {
-                return NodeEnd {
-                    status: NodeStatus::Unreachable,
-                    error: Some(format!(
-                        "{error}; then on_failure step `{}`: {msg}",
-                        job.step(r).name
-                    )),
-                };
+            match self.step(r, vars, false).await {
+                StepEnd::Lost(msg) => {
+                    return NodeEnd {
+                        status: NodeStatus::Unreachable,
+                        error: Some(format!(
+                            "{error}; then on_failure step `{}`: {msg}",
+                            job.step(r).name
+                        )),
+                    };
+                }
+                StepEnd::Locked(holder) => {
+                    return NodeEnd {
+                        status: NodeStatus::Failed,
+                        error: Some(format!(
+                            "{error}; then on_failure step `{}`: the node is locked by another run: {holder}",
+                            job.step(r).name
+                        )),
+                    };
+                }
+                StepEnd::Done(_) => {}
             }
         }
         NodeEnd {
             status: NodeStatus::Failed,
             error: Some(error),
+        }
+    }
+
+    /// The node lock is held by another run of the playbook: this node is
+    /// not run, and the run starts no other node (exit 4).
+    fn locked(&self, holder: String) -> NodeEnd {
+        let job = &self.shared.job;
+        let why = format!(
+            "node {} is locked by another run of `{}`: {holder}",
+            job.nodes[self.node].name, job.playbook.name
+        );
+        self.shared.stop(super::StopReason::Locked(why.clone()));
+        NodeEnd {
+            status: NodeStatus::NotRun,
+            error: Some(format!("not run: {why}")),
         }
     }
 
@@ -237,6 +267,7 @@ impl<C: Connector> NodeRun<'_, C> {
                 }
                 Ok(_) => {}
                 Err(SessionError::Lost(m)) => return StepEnd::Lost(m),
+                Err(SessionError::Locked(h)) => return StepEnd::Locked(h),
                 Err(e) => return fail(result, format!("`unless` could not run: {e}")),
             }
         }
@@ -254,6 +285,7 @@ impl<C: Connector> NodeRun<'_, C> {
                     }
                     Ok(_) => StepStatus::WouldRun,
                     Err(SessionError::Lost(m)) => return StepEnd::Lost(m),
+                    Err(SessionError::Locked(h)) => return StepEnd::Locked(h),
                     Err(e) => return fail(result, e.to_string()),
                 },
                 None => StepStatus::WouldRun,
@@ -262,7 +294,7 @@ impl<C: Connector> NodeRun<'_, C> {
             return StepEnd::Done(status);
         }
         let attempts = step.retries + 1;
-        let ahead = self.ahead(r, vars);
+        let ahead = self.ahead(r, &rendered, vars);
         if !ahead.is_empty() {
             self.session.run_ahead(ahead);
         }
@@ -282,6 +314,7 @@ impl<C: Connector> NodeRun<'_, C> {
                     result.error = Some(m.clone());
                     return StepEnd::Lost(m);
                 }
+                Err(SessionError::Locked(h)) => return StepEnd::Locked(h),
                 Err(e) => return fail(result, e.to_string()),
             };
             result.exit = out.exit;
@@ -346,7 +379,7 @@ impl<C: Connector> NodeRun<'_, C> {
                 capture: String::new(),
                 stdout,
                 stderr: out.stderr.text(),
-                interrupted: out.status == ExitStatus::Interrupted,
+                interrupted: out.status.interrupted(),
                 unchanged: outcome == Some(upload::Outcome::Same),
             });
         }
@@ -366,7 +399,7 @@ impl<C: Connector> NodeRun<'_, C> {
                 capture: stdout.clone(),
                 stdout,
                 stderr: out.stderr.text(),
-                interrupted: out.status == ExitStatus::Interrupted,
+                interrupted: out.status.interrupted(),
                 unchanged: false,
             });
         };
@@ -453,18 +486,21 @@ impl<C: Connector> NodeRun<'_, C> {
             timeout,
             output_cap: self.shared.opts.output_cap,
             cancel: self.shared.opts.control.kill.clone(),
-            step: own.then_some((r.index as u64) << 1 | r.on_failure as u64),
+            interrupt: self.shared.opts.control.interrupt.clone(),
+            step: own.then_some(r),
         };
         (req, local)
     }
 
     /// The steps after `r` that may be sent ahead behind `r`'s command (at
-    /// most [`AHEAD_STEPS`]): each runs on the node, is read-only and
-    /// unguarded, and the step before it captures nothing its rendering
-    /// could read (rendered before the capture, it would not be the step
-    /// its turn asks for, and the shell it was queued in would be given
-    /// up). None under --check.
-    fn ahead(&self, r: StepRef, vars: &Vars) -> Vec<ExecRequest> {
+    /// most [`AHEAD_STEPS`]), each to start on the node only after an exit
+    /// status that passes the step before it. A step goes ahead when it
+    /// runs on the node, is read-only and unguarded, and the step before it
+    /// is a command whose success the node can tell from its exit status
+    /// alone (no output expectations, no `ignore_failure`) and captures
+    /// nothing its rendering could read (rendered before the capture, it
+    /// would not be the step its turn asks for). None under --check.
+    fn ahead(&self, r: StepRef, rendered: &RenderedStep, vars: &Vars) -> Vec<Ahead> {
         let job = &self.shared.job;
         let len = job.steps(r.on_failure).len();
         let mut chain = Vec::new();
@@ -472,6 +508,7 @@ impl<C: Connector> NodeRun<'_, C> {
             return chain;
         }
         let mut cur = r;
+        let mut expect = rendered.expect.clone();
         while chain.len() < AHEAD_STEPS && cur.index + 1 < len {
             let (step, next) = (
                 job.step(cur),
@@ -482,7 +519,9 @@ impl<C: Connector> NodeRun<'_, C> {
             );
             let after = job.step(next);
             if step.capture.is_some()
+                || step.ignore_failure
                 || !matches!(step.action, Action::Run { .. })
+                || !exit_decides(&expect)
                 || after.changes
                 || after.when.is_some()
                 || after.unless.is_some()
@@ -490,15 +529,30 @@ impl<C: Connector> NodeRun<'_, C> {
             {
                 break;
             }
-            let Ok(rendered) = job.render(next, vars) else {
+            let Ok(next_rendered) = job.render(next, vars) else {
                 break;
             };
-            let (req, _) = self.request(next, &rendered.script, &rendered.env, after.timeout, true);
-            chain.push(req);
+            let (req, _) = self.request(
+                next,
+                &next_rendered.script,
+                &next_rendered.env,
+                after.timeout,
+                true,
+            );
+            chain.push(Ahead {
+                req,
+                after: expect.exit.clone(),
+            });
+            expect = next_rendered.expect;
             cur = next;
         }
         chain
     }
+}
+
+/// The node can tell the step succeeded from its exit status alone.
+fn exit_decides(e: &RenderedExpect) -> bool {
+    e.stdout_contains.is_empty() && e.stdout_regex.is_none() && e.stderr_not_contains.is_empty()
 }
 
 /// What one attempt produced.
@@ -576,13 +630,24 @@ pub(super) fn check_expect(
     sudo: bool,
 ) -> Option<String> {
     let code = match &out.status {
-        ExitStatus::TimedOut => {
+        ExitStatus::TimedOut(ending) => {
             let secs = timeout.map(|t| t.as_secs_f64()).unwrap_or_default();
+            return Some(format!("timed out after {secs}s; {}", ending.describe()));
+        }
+        ExitStatus::Interrupted(ending) => {
+            return Some(format!("interrupted; {}", ending.describe()));
+        }
+        ExitStatus::NotStarted { code, said } => {
+            let status = code.map(|c| format!(" (exit {c})")).unwrap_or_default();
+            let said = if said.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", said.trim())
+            };
             return Some(format!(
-                "timed out after {secs}s; the remote process group was ended"
+                "the account's login shell did not run the command{status}{said}"
             ));
         }
-        ExitStatus::Interrupted => return Some("interrupted; the process group was ended".into()),
         ExitStatus::Signal(s) => return Some(format!("killed by signal {s}")),
         ExitStatus::Unknown => return Some("the command ended without an exit status".into()),
         ExitStatus::Code(c) => *c,
@@ -692,12 +757,12 @@ mod tests {
                 .is_some_and(|w| w.contains("stderr contains"))
         );
         let timed_out = ExecOutput {
-            status: ExitStatus::TimedOut,
+            status: ExitStatus::TimedOut(crate::ssh::Ending::Ended),
             ..output(0, "", "")
         };
         assert!(
             check(&timed_out, &r, Some(Duration::from_secs(2)), false)
-                .is_some_and(|w| w.contains("timed out after 2s"))
+                .is_some_and(|w| w == "timed out after 2s; its processes were ended")
         );
     }
 }

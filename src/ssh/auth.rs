@@ -6,11 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use russh::client::Handle;
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::ssh_key::Signature;
-use russh::keys::{Certificate, PrivateKey, PublicKey};
+use russh::keys::{Certificate, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 
+use super::ConnectError;
+use super::known_hosts;
+use super::verify::Verifier;
 use crate::error::Error;
 use crate::inventory::Node;
 
@@ -242,6 +246,89 @@ fn decrypt(text: &str, path: &Path) -> Result<PrivateKey, Error> {
             format!("check the passphrase given in {PASSPHRASE_ENV} or at the prompt"),
         )
     })
+}
+
+/// Tries the agent's keys, then each identity file (its certificate first).
+pub(super) async fn authenticate(
+    handle: &mut Handle<Verifier>,
+    node: &Node,
+    creds: &Credentials,
+    ids: &[Arc<Identity>],
+) -> Result<(), ConnectError> {
+    let user = node.user.as_str();
+    let lost = |e: russh::Error| ConnectError::Protocol {
+        addr: known_hosts::host_port(&node.host, node.port),
+        detail: e.to_string(),
+    };
+    let mut tried = Vec::new();
+    if !creds.agent_keys.is_empty()
+        && let Some(mut agent) = agent().await
+    {
+        for key in &creds.agent_keys {
+            tried.push(format!("agent key {}", known_hosts::fingerprint(key)));
+            let hash = rsa_hash(handle, key).await;
+            match handle
+                .authenticate_publickey_with(user, key.clone(), hash, &mut agent)
+                .await
+            {
+                Ok(r) if r.success() => return Ok(()),
+                Ok(_) => {}
+                Err(e) => tracing::debug!("agent signing failed: {e:?}"),
+            }
+        }
+    }
+    for id in ids {
+        tried.push(id.path.display().to_string());
+        if let Some(cert) = &id.cert {
+            let r = handle
+                .authenticate_openssh_cert(user, id.key.clone(), cert.clone())
+                .await
+                .map_err(lost)?;
+            if r.success() {
+                return Ok(());
+            }
+        }
+        let r = if let Some(key) = &id.ed25519 {
+            let mut signer = Ed25519Signer(key.clone());
+            let public = id.key.public_key().clone();
+            handle
+                .authenticate_publickey_with(user, public, None, &mut signer)
+                .await
+                .map_err(|_| lost(russh::Error::SendError))?
+        } else {
+            let hash = rsa_hash(handle, id.key.public_key()).await;
+            let key = PrivateKeyWithHashAlg::new(id.key.clone(), hash);
+            handle
+                .authenticate_publickey(user, key)
+                .await
+                .map_err(lost)?
+        };
+        if r.success() {
+            return Ok(());
+        }
+    }
+    Err(ConnectError::Auth {
+        user: user.to_string(),
+        host: known_hosts::host_port(&node.host, node.port),
+        tried: if tried.is_empty() {
+            "no key at all (no ssh-agent, no identity file)".to_string()
+        } else {
+            tried.join(", ")
+        },
+    })
+}
+
+/// RSA keys need the server's preferred hash; other keys have none.
+async fn rsa_hash(handle: &Handle<Verifier>, key: &PublicKey) -> Option<HashAlg> {
+    if !key.algorithm().is_rsa() {
+        return None;
+    }
+    handle
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten()
 }
 
 #[cfg(test)]

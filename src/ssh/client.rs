@@ -869,7 +869,7 @@ impl SshSession {
 /// timeout can end its process group), then read the script from stdin.
 fn remote_command(req: &ExecRequest) -> String {
     let inner = format!("echo \"{PID_MARKER}$$\" >&2; exec {}", req.shell_command());
-    format!("sh -c {}", crate::template::shell_quote(&inner))
+    format!("sh -c {}", crate::quote::shell_quote(&inner))
 }
 
 /// Accumulates one command's output and end.

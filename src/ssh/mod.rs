@@ -1,19 +1,28 @@
 //! The transport: a narrow interface (connect a node, run a command on it)
 //! and its implementation on russh.
 
+mod algorithms;
 mod auth;
-mod client;
-mod driver;
+mod collect;
+mod connect;
 pub mod known_hosts;
+mod reap;
+mod session;
+mod shell;
+mod verify;
 mod wire;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use auth::{Credentials, Identity};
-pub use client::{SshConnector, SshOptions, default_known_hosts_path};
+pub use connect::{SshConnector, SshOptions, default_known_hosts_path};
+pub use session::SshSession;
+pub use shell::{Ahead, NodeLock};
 
 use crate::inventory::Node;
+use crate::job::StepRef;
 
 /// Why a node could not be reached. Each reads as one clear sentence.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -90,6 +99,9 @@ pub enum SessionError {
     Lost(String),
     #[error("the node refused to run the command: {0}")]
     Refused(String),
+    /// Another run holds the node lock; the holder's own line.
+    #[error("the node is locked by another run: {0}")]
+    Locked(String),
 }
 
 /// How a remote command ended.
@@ -97,20 +109,58 @@ pub enum SessionError {
 pub enum ExitStatus {
     Code(i32),
     Signal(String),
-    /// The step's timeout fired; the remote process group was signalled.
-    TimedOut,
-    /// The run was interrupted; the process group was signalled.
-    Interrupted,
+    /// The step's timeout fired, and ending its processes went as told.
+    TimedOut(Ending),
+    /// The run was interrupted, and ending its processes went as told.
+    Interrupted(Ending),
+    /// The account's login shell did not start the command (`nologin`):
+    /// its exit status and what it said.
+    NotStarted {
+        code: Option<i32>,
+        said: String,
+    },
     /// The channel closed without a status.
     Unknown,
 }
 
 impl ExitStatus {
-    /// The numeric exit code, when there is one.
+    /// The numeric exit code, when there is one (a login shell's refusal
+    /// included: it is what the node said).
     pub fn code(&self) -> Option<i32> {
         match self {
             ExitStatus::Code(c) => Some(*c),
+            ExitStatus::NotStarted { code, .. } => *code,
             _ => None,
+        }
+    }
+
+    /// Ended on purpose by an interrupt.
+    pub fn interrupted(&self) -> bool {
+        matches!(self, ExitStatus::Interrupted(_))
+    }
+}
+
+/// What became of a command's processes that were told to end: only what
+/// was checked is claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// None of them is left: checked after TERM (and KILL where needed).
+    Ended,
+    /// These pids were still there after TERM and KILL.
+    Left(String),
+    /// They could not be ended or checked, for this reason.
+    Unchecked(String),
+}
+
+impl Ending {
+    /// The clause that follows "timed out after 2s; " or "interrupted; ".
+    pub fn describe(&self) -> String {
+        match self {
+            Ending::Ended => "its processes were ended".into(),
+            Ending::Left(pids) => {
+                format!("processes of it still run after TERM and KILL (pids {pids})")
+            }
+            Ending::Unchecked(why) => format!("it may still be running: {why}"),
         }
     }
 }
@@ -155,10 +205,13 @@ pub struct ExecRequest {
     pub output_cap: usize,
     /// Cancelled: end the command now (its process group), as on a timeout.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// Cancelled: the run was interrupted; no step queued behind this one
+    /// may start (this one goes on until `cancel`).
+    pub interrupt: tokio_util::sync::CancellationToken,
     /// The step whose own command this is (`None` for a guard, a gate, an
     /// ad-hoc command): a step sent ahead stands only for the exec of that
     /// same step, whatever other step has the same script.
-    pub step: Option<u64>,
+    pub step: Option<StepRef>,
 }
 
 /// What a command produced.
@@ -172,7 +225,7 @@ pub struct ExecOutput {
 impl ExecRequest {
     /// `SHELL -s`, or `sudo -n -- SHELL -s` (sudo never prompts).
     pub fn shell_command(&self) -> String {
-        let shell = crate::template::shell_quote(&self.shell);
+        let shell = crate::quote::shell_quote(&self.shell);
         if self.sudo {
             format!("sudo -n -- {shell} -s")
         } else {
@@ -186,7 +239,7 @@ pub trait Connector: Send + Sync + 'static {
     type Session: Session;
     fn connect(
         &self,
-        node: &Node,
+        node: &Arc<Node>,
     ) -> impl Future<Output = Result<Self::Session, ConnectError>> + Send;
 }
 
@@ -200,10 +253,10 @@ pub trait Session: Send + Sync + 'static {
     ) -> impl Future<Output = Result<ExecOutput, SessionError>> + Send;
     /// Names the commands that will most likely follow the next `exec`, in
     /// order, so the transport may send them along and save each a round
-    /// trip. Only read-only steps are named: one that ends up running
-    /// without being asked for (a step before it failed) changes nothing,
-    /// and its output is dropped.
-    fn run_ahead(&self, _next: Vec<ExecRequest>) {}
+    /// trip. Each names the exit codes of the command before it that let it
+    /// run; the transport starts it only after one of those and when the
+    /// run was not interrupted. Only read-only steps are named.
+    fn run_ahead(&self, _next: Vec<Ahead>) {}
     fn tunnel(
         &self,
         host: &str,

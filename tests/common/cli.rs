@@ -1,7 +1,8 @@
 //! Running the real `fleetfix` binary against a [`super::Fleet`].
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A `fleetfix` command with a clean environment: HOME in the fleet's dir,
 /// no ssh-agent, so only what the test sets up is used.
@@ -90,4 +91,31 @@ pub fn ssh_keygen(args: &[&str]) {
         "ssh-keygen {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Starts `c` with its output captured, for a test that signals it.
+pub fn spawn(mut c: Command) -> Child {
+    c.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fleetfix")
+}
+
+/// Waits for a spawned command to end.
+pub fn finish(child: Child) -> Run {
+    Run::from(child.wait_with_output().expect("wait"))
+}
+
+/// Polls `ok` every 50 ms; fails the test after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends `sig` to a spawned command, by its pid.
+pub fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).expect("signal");
 }

@@ -625,9 +625,16 @@ impl Fleet {
         }
         // The test's own lines come first: for sshd the first value of a
         // keyword wins, so they override the defaults below (no `Match`).
+        // Its `SetEnv` variables join the fleet's on one line.
+        let mut env = Vec::new();
         for line in &self.sshd_lines {
-            c.push_str(line);
-            c.push('\n');
+            match line.strip_prefix("SetEnv ") {
+                Some(vars) => env.push(vars.to_string()),
+                None => {
+                    c.push_str(line);
+                    c.push('\n');
+                }
+            }
         }
         let _ = writeln!(c, "HostKey {}", conf_path(&slot.host_key));
         let _ = writeln!(c, "AuthorizedKeysFile {}", conf_path(&slot.authorized_keys));
@@ -651,9 +658,13 @@ impl Fleet {
              PrintMotd no\n\
              PrintLastLog no\n\
              X11Forwarding no\n\
-             Subsystem sftp internal-sftp\n\
-             SetEnv SHLVL=1\n",
+             Subsystem sftp internal-sftp\n",
         );
+        // Node locks in the fleet's own dir: every test's nodes share /tmp.
+        let locks = self.dir().join("node-locks");
+        fs::create_dir_all(&locks).unwrap_or_else(|e| panic!("create {}: {e}", locks.display()));
+        env.push(format!("SHLVL=1 FLEETFIX_LOCK_DIR={}", conf_path(&locks)));
+        let _ = writeln!(c, "SetEnv {}", env.join(" "));
         write_file(&slot.config, &c);
     }
 

@@ -210,14 +210,18 @@ pub fn sshd_setup(dir: &Path, name: &str, addr: Ipv4Addr, port: u16) -> (PathBuf
     let host = dir.join(format!("{name}_host_key"));
     keygen(&host);
     let conf = dir.join(format!("{name}_sshd_config"));
+    // Node locks in the test's own dir: every test's nodes share /tmp.
+    let locks = dir.join("node-locks");
+    std::fs::create_dir_all(&locks).expect("node lock dir");
     std::fs::write(
         &conf,
         format!(
             "ListenAddress {addr}:{port}\nHostKey {}\nAuthorizedKeysFile {}\nPermitRootLogin prohibit-password\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile none\n\
-             MaxStartups 100:30:100\nLogLevel VERBOSE\nUseDNS no\nSetEnv SHLVL=1\n",
+             MaxStartups 100:30:100\nLogLevel VERBOSE\nUseDNS no\nSetEnv SHLVL=1 FLEETFIX_LOCK_DIR={}\n",
             host.display(),
-            dir.join("ns_authorized_keys").display()
+            dir.join("ns_authorized_keys").display(),
+            locks.display()
         ),
     )
     .expect("sshd_config");
