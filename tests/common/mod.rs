@@ -26,6 +26,7 @@ pub mod cli;
 pub mod http;
 pub mod lab;
 pub mod netns;
+pub mod servers;
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
