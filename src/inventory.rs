@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use crate::error::{Error, SourceFile};
+use crate::ssh_config::HostSettings;
 use crate::toml_source::{self, expand_tilde};
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,6 +34,7 @@ struct RawJumpHost {
     user: Option<String>,
     port: Option<u16>,
     identity_file: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
     host_key: Option<Spanned<String>>,
 }
 
@@ -77,6 +79,7 @@ pub struct JumpHost {
     pub port: u16,
     pub user: String,
     pub identity_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
     pub host_key: Option<HostKeyPin>,
 }
 
@@ -137,18 +140,20 @@ impl Inventory {
     /// Validates an inventory, filling unset settings from `ssh`.
     pub fn resolve(source: SourceFile, ssh: &crate::ssh_config::SshConfig) -> Result<Self, Error> {
         let raw: RawInventory = toml_source::parse(&source, "inventory")?;
-        let defaults = &raw.defaults;
-        let default_timeout = match &defaults.connect_timeout {
-            Some(t) => Some(toml_source::duration(&source, t)?),
-            None => None,
-        };
-        // Bastions take the user and key of [defaults] where they set none.
-        let hop_defaults = HopDefaults {
-            user: defaults.user.clone(),
-            identity_file: defaults
+        let d = &raw.defaults;
+        // [defaults]' key is checked once, here, not per node.
+        let defaults = Settings {
+            user: d.user.clone(),
+            port: d.port,
+            identity_file: d
                 .identity_file
                 .as_ref()
                 .map(|p| existing_identity(&source, p))
+                .transpose()?,
+            connect_timeout: d
+                .connect_timeout
+                .as_ref()
+                .map(|t| toml_source::duration(&source, t))
                 .transpose()?,
         };
         let mut nodes = Vec::with_capacity(raw.nodes.len());
@@ -158,49 +163,41 @@ impl Inventory {
             // ssh's own lookup: Host patterns match the name one would type.
             let alias = raw_node.host.clone().unwrap_or_else(|| name.clone());
             let fallback = ssh.query(&alias);
-            // [defaults]' key was checked once, above.
-            let identity = match &raw_node.identity_file {
-                Some(p) => Some(existing_identity(&source, p)?),
-                None => hop_defaults
+            let own = Settings {
+                user: raw_node.user.clone(),
+                port: raw_node.port,
+                identity_file: raw_node
                     .identity_file
-                    .clone()
-                    .or_else(|| fallback.identity_file.clone()),
+                    .as_ref()
+                    .map(|p| existing_identity(&source, p))
+                    .transpose()?,
+                connect_timeout: raw_node
+                    .connect_timeout
+                    .as_ref()
+                    .map(|t| toml_source::duration(&source, t))
+                    .transpose()?,
             };
-            let connect_timeout = match &raw_node.connect_timeout {
-                Some(t) => toml_source::duration(&source, t)?,
-                None => default_timeout
-                    .or(fallback.connect_timeout)
-                    .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            };
+            let conn = own.resolve(&defaults, &fallback);
             let host_key = match &raw_node.host_key {
                 Some(k) => Some(parse_pin(&source, k)?),
                 None => None,
             };
-            let jump = match raw_node.jump.as_ref().or(defaults.jump.as_ref()) {
-                Some(j) => resolve_jump(&source, &raw.jump_hosts, j, ssh, &hop_defaults)?,
+            let jump = match raw_node.jump.as_ref().or(d.jump.as_ref()) {
+                Some(j) => resolve_jump(&source, &raw.jump_hosts, j, ssh, &defaults)?,
                 None => fallback
                     .proxy_jump
                     .iter()
-                    .map(|hop| parse_hop(hop, ssh, &hop_defaults))
+                    .map(|hop| parse_hop(hop, ssh, &defaults))
                     .collect::<Option<Vec<_>>>()
                     .unwrap_or_default(),
             };
             nodes.push(Arc::new(Node {
                 name: Arc::from(name.as_str()),
                 host: fallback.host_name.clone().unwrap_or(alias),
-                port: raw_node
-                    .port
-                    .or(defaults.port)
-                    .or(fallback.port)
-                    .unwrap_or(22),
-                user: raw_node
-                    .user
-                    .clone()
-                    .or_else(|| defaults.user.clone())
-                    .or_else(|| fallback.user.clone())
-                    .unwrap_or_else(local_user),
-                identity_file: identity,
-                connect_timeout,
+                port: conn.port,
+                user: conn.user,
+                identity_file: conn.identity_file,
+                connect_timeout: conn.connect_timeout,
                 groups: raw_node.groups,
                 vars: raw_node.vars,
                 host_key,
@@ -262,10 +259,46 @@ fn existing_identity(source: &SourceFile, path: &Spanned<String>) -> Result<Path
     ))
 }
 
-/// What `[defaults]` lends to jump hosts.
-struct HopDefaults {
+/// The connection settings of a node or a jump host, or of `[defaults]`.
+#[derive(Debug, Default)]
+struct Settings {
     user: Option<String>,
+    port: Option<u16>,
     identity_file: Option<PathBuf>,
+    connect_timeout: Option<Duration>,
+}
+
+/// Connection settings with the rule applied.
+struct Resolved {
+    user: String,
+    port: u16,
+    identity_file: Option<PathBuf>,
+    connect_timeout: Duration,
+}
+
+impl Settings {
+    /// One rule for nodes and jump hosts alike, setting by setting: the
+    /// entry's own, then `[defaults]`, then `~/.ssh/config` for its host,
+    /// then the built-in (port 22, the local user, the usual keys, 10 s).
+    fn resolve(self, defaults: &Settings, ssh: &HostSettings) -> Resolved {
+        Resolved {
+            user: self
+                .user
+                .or_else(|| defaults.user.clone())
+                .or_else(|| ssh.user.clone())
+                .unwrap_or_else(local_user),
+            port: self.port.or(defaults.port).or(ssh.port).unwrap_or(22),
+            identity_file: self
+                .identity_file
+                .or_else(|| defaults.identity_file.clone())
+                .or_else(|| ssh.identity_file.clone()),
+            connect_timeout: self
+                .connect_timeout
+                .or(defaults.connect_timeout)
+                .or(ssh.connect_timeout)
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        }
+    }
 }
 
 /// Resolves `jump`: `[jump_hosts]` names or `user@host:port` strings.
@@ -274,7 +307,7 @@ fn resolve_jump(
     named: &IndexMap<String, RawJumpHost>,
     jump: &Spanned<RawJump>,
     ssh: &crate::ssh_config::SshConfig,
-    defaults: &HopDefaults,
+    defaults: &Settings,
 ) -> Result<Vec<JumpHost>, Error> {
     let hops = match jump.get_ref() {
         RawJump::One(h) => vec![h.clone()],
@@ -282,24 +315,28 @@ fn resolve_jump(
     };
     hops.iter()
         .map(|hop| match named.get(hop) {
-            Some(j) => Ok(JumpHost {
-                host: j.host.clone(),
-                port: j.port.unwrap_or(22),
-                user: j
-                    .user
-                    .clone()
-                    .or_else(|| defaults.user.clone())
-                    .unwrap_or_else(local_user),
-                identity_file: match &j.identity_file {
-                    Some(p) => Some(existing_identity(source, p)?),
-                    None => defaults.identity_file.clone(),
-                },
-                host_key: j
+            Some(j) => {
+                let own = Settings {
+                    user: j.user.clone(),
+                    port: j.port,
+                    identity_file: j
+                        .identity_file
+                        .as_ref()
+                        .map(|p| existing_identity(source, p))
+                        .transpose()?,
+                    connect_timeout: j
+                        .connect_timeout
+                        .as_ref()
+                        .map(|t| toml_source::duration(source, t))
+                        .transpose()?,
+                };
+                let host_key = j
                     .host_key
                     .as_ref()
                     .map(|k| parse_pin(source, k))
-                    .transpose()?,
-            }),
+                    .transpose()?;
+                Ok(hop_with(&j.host, own, defaults, ssh, host_key))
+            }
             None => parse_hop(hop, ssh, defaults).ok_or_else(|| {
                 Error::at(
                     source.locate(jump.span()),
@@ -311,34 +348,53 @@ fn resolve_jump(
         .collect()
 }
 
-/// `[user@]host[:port]`; ssh_config settings fill what it leaves out.
+/// `[user@]host[:port]`, resolved like any jump host.
 fn parse_hop(
     hop: &str,
     ssh: &crate::ssh_config::SshConfig,
-    defaults: &HopDefaults,
+    defaults: &Settings,
 ) -> Option<JumpHost> {
     let (user, rest) = match hop.split_once('@') {
         Some((u, r)) => (Some(u.to_string()), r),
         None => (None, hop),
     };
     let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (h.to_string(), Some(p.parse().ok()?)),
-        None => (rest.to_string(), None),
+        Some((h, p)) => (h, Some(p.parse().ok()?)),
+        None => (rest, None),
     };
     if host.is_empty() || host.contains(char::is_whitespace) {
         return None;
     }
-    let f = ssh.query(&host);
-    Some(JumpHost {
-        host: f.host_name.clone().unwrap_or(host),
-        port: port.or(f.port).unwrap_or(22),
-        user: user
-            .or(f.user)
-            .or_else(|| defaults.user.clone())
-            .unwrap_or_else(local_user),
-        identity_file: f.identity_file.or_else(|| defaults.identity_file.clone()),
-        host_key: None,
-    })
+    let own = Settings {
+        user,
+        port,
+        ..Settings::default()
+    };
+    Some(hop_with(host, own, defaults, ssh, None))
+}
+
+/// A jump host at `host` (an ssh_config alias or a name) with the rule
+/// applied to its own settings.
+fn hop_with(
+    host: &str,
+    own: Settings,
+    defaults: &Settings,
+    ssh: &crate::ssh_config::SshConfig,
+    host_key: Option<HostKeyPin>,
+) -> JumpHost {
+    let fallback = ssh.query(host);
+    let conn = own.resolve(defaults, &fallback);
+    JumpHost {
+        host: fallback
+            .host_name
+            .clone()
+            .unwrap_or_else(|| host.to_string()),
+        port: conn.port,
+        user: conn.user,
+        identity_file: conn.identity_file,
+        connect_timeout: conn.connect_timeout,
+        host_key,
+    }
 }
 
 fn parse_pin(source: &SourceFile, key: &Spanned<String>) -> Result<HostKeyPin, Error> {
@@ -391,6 +447,40 @@ mod tests {
             (inv.nodes[1].user.as_str(), inv.nodes[1].port),
             ("root", 22)
         );
+    }
+
+    /// One rule for every connection setting, nodes and jump hosts alike:
+    /// the entry's own, then [defaults], then ssh_config, then built-ins.
+    #[test]
+    fn jump_hosts_take_every_setting_from_defaults_like_nodes() {
+        let key = tempfile::NamedTempFile::new().expect("key file");
+        let inv = load(&format!(
+            "[defaults]\nuser = \"ops\"\nport = 2322\nconnect_timeout = \"3s\"\n\
+             identity_file = \"{}\"\n\
+             [jump_hosts.named]\nhost = \"bastion\"\n\
+             [jump_hosts.own]\nhost = \"b2\"\nuser = \"admin\"\nport = 22\nconnect_timeout = \"9s\"\n\
+             [nodes.a]\njump = \"named\"\n\
+             [nodes.b]\njump = [\"ops2@hop1\", \"hop2:2200\"]\n\
+             [nodes.c]\njump = \"own\"\n",
+            key.path().display()
+        ))
+        .expect("valid");
+        let hop = |n: usize, h: usize| &inv.nodes[n].jump[h];
+        for (n, h) in [(0, 0), (1, 1)] {
+            assert_eq!(hop(n, h).user, "ops", "{n}/{h}");
+            assert_eq!(hop(n, h).identity_file.as_deref(), Some(key.path()));
+            assert_eq!(hop(n, h).connect_timeout, Duration::from_secs(3));
+        }
+        assert_eq!(hop(0, 0).port, 2322, "[defaults].port, as for a node");
+        assert_eq!((hop(1, 0).user.as_str(), hop(1, 0).port), ("ops2", 2322));
+        assert_eq!(hop(1, 1).port, 2200);
+        let own = hop(2, 0);
+        assert_eq!(
+            (own.user.as_str(), own.port, own.connect_timeout),
+            ("admin", 22, Duration::from_secs(9)),
+            "the hop's own keys win"
+        );
+        assert_eq!(inv.nodes[0].port, 2322);
     }
 
     #[test]

@@ -14,14 +14,20 @@ struct Site {
 /// A namespace with a bastion on its veth address and two inner sshds on
 /// its own loopback (127.0.0.1:2222 and :2223), which the runner cannot reach.
 fn site() -> Site {
+    site_with(&[
+        ("bastion", None, 22),
+        ("inner", Some(std::net::Ipv4Addr::LOCALHOST), 2222),
+        ("deeper", Some(std::net::Ipv4Addr::LOCALHOST), 2223),
+    ])
+}
+
+/// A site of sshds `(name, address (None: the veth's), port)`.
+fn site_with(sshds: &[(&str, Option<std::net::Ipv4Addr>, u16)]) -> Site {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut ns = Netns::create();
     let mut known_hosts = String::new();
-    for (name, addr, port) in [
-        ("bastion", ns.ns_ip, 22),
-        ("inner", std::net::Ipv4Addr::LOCALHOST, 2222),
-        ("deeper", std::net::Ipv4Addr::LOCALHOST, 2223),
-    ] {
+    for &(name, addr, port) in sshds {
+        let addr = addr.unwrap_or(ns.ns_ip);
         let (conf, line) = sshd_setup(dir.path(), name, addr, port);
         let log = dir.path().join(format!("{name}.log"));
         ns.spawn(
@@ -106,6 +112,31 @@ fn a_node_behind_a_bastion_needs_the_jump() {
         "without the jump the runner cannot reach it: {}",
         out.dump()
     );
+}
+
+/// Jump hosts take `[defaults]` like nodes, every setting: with
+/// `port = 2322` there, a bastion given as `user@host` or as a
+/// `[jump_hosts]` entry without a port is reached on 2322 too.
+#[test]
+fn a_jump_host_takes_the_port_of_defaults_like_a_node() {
+    let site = site_with(&[
+        ("bastion", None, 2322),
+        ("inner", Some(std::net::Ipv4Addr::LOCALHOST), 2322),
+    ]);
+    let key = client_key(site.dir.path());
+    let inv = format!(
+        "[defaults]\nuser = \"root\"\nport = 2322\nidentity_file = \"{key}\"\n\
+         [jump_hosts.bastion]\nhost = \"{ip}\"\n\
+         [nodes.by-string]\nhost = \"127.0.0.1\"\njump = \"root@{ip}\"\n\
+         [nodes.by-name]\nhost = \"127.0.0.1\"\njump = \"bastion\"\n",
+        key = key.display(),
+        ip = site.ns.ns_ip,
+    );
+    let out = site.run(&inv, &site.known_hosts);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let s = statuses(&out);
+    assert_eq!(s.len(), 2, "{}", out.dump());
+    assert!(s.iter().all(|(_, st, _)| st == "changed"), "{s:?}");
 }
 
 #[test]

@@ -205,7 +205,7 @@ impl Dialer {
             port: last.port,
             user: last.user.clone(),
             identity_file: last.identity_file.clone(),
-            connect_timeout: node.connect_timeout,
+            connect_timeout: last.connect_timeout,
             groups: Vec::new(),
             vars: Default::default(),
             host_key: last.host_key.clone(),
