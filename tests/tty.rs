@@ -72,8 +72,8 @@ fn strip_ansi(s: &str) -> String {
 /// output was written to it: enough of a VT100 for what indicatif and the
 /// table write (text, CR/LF, cursor up/down/column, erase line/display,
 /// deferred autowrap at the last column). Every char is one column wide.
-fn screen(raw: &str) -> Vec<String> {
-    let cols = usize::from(COLS);
+fn screen(raw: &str, cols: u16) -> Vec<String> {
+    let cols = usize::from(cols);
     let rows = usize::from(ROWS);
     let mut lines: Vec<Vec<char>> = vec![Vec::new()];
     let (mut row, mut col, mut pending_wrap) = (0usize, 0usize, false);
@@ -179,7 +179,7 @@ fn screen(raw: &str) -> Vec<String> {
 /// stdout and stderr all on the pty), with the environment the `fleetfix()`
 /// helper sets plus TERM, and collects everything it writes until EOF.
 fn run_in_pty(label: &str, home: &Path, args: &[OsString]) -> PtyRun {
-    run_in_pty_answering(label, home, args, None)
+    run_in_pty_answering(label, home, args, None, COLS)
 }
 
 /// Like [`run_in_pty`], typing `answer` and Enter at the confirmation prompt.
@@ -188,13 +188,14 @@ fn run_in_pty_answering(
     home: &Path,
     args: &[OsString],
     answer: Option<&str>,
+    cols: u16,
 ) -> PtyRun {
     let mut answer = answer.map(String::from);
     let pty = native_pty_system();
     let pair = pty
         .openpty(PtySize {
             rows: ROWS,
-            cols: COLS,
+            cols,
             pixel_width: 0,
             pixel_height: 0,
         })
@@ -425,7 +426,7 @@ fn a_tty_run_shows_the_bars_and_the_final_table() {
     // What is left on the terminal afterwards: the finished nodes, at most
     // the overall bar (at 5/5), then the table on lines of its own; no node
     // line of the bars survives.
-    let screen = screen(&out.raw);
+    let screen = screen(&out.raw, COLS);
     let shown = screen.join("\n");
     let leftovers: Vec<&String> = screen
         .iter()
@@ -552,7 +553,7 @@ fn a_tty_run_that_changes_nodes_asks_once() {
         ]);
         a
     };
-    let no = run_in_pty_answering("confirm-no", fleet.dir(), &args(&[]), Some("n"));
+    let no = run_in_pty_answering("confirm-no", fleet.dir(), &args(&[]), Some("n"), COLS);
     let text = no.text();
     assert!(
         text.contains("on 2 node(s) in 1 batch(es) (2); it changes them. Continue? [y/N]"),
@@ -566,7 +567,7 @@ fn a_tty_run_that_changes_nodes_asks_once() {
         "ran despite `n`"
     );
 
-    let yes = run_in_pty_answering("confirm-yes", fleet.dir(), &args(&[]), Some("y"));
+    let yes = run_in_pty_answering("confirm-yes", fleet.dir(), &args(&[]), Some("y"), COLS);
     assert_eq!(yes.code, 0, "{}", yes.dump());
     assert_eq!(
         yes.text().matches("[y/N]").count(),
@@ -604,7 +605,7 @@ fn the_demo_on_a_tty_draws_the_bars_and_the_table() {
         "no redraws\n{}",
         out.dump()
     );
-    let screen = screen(&out.raw);
+    let screen = screen(&out.raw, COLS);
     let shown = screen.join("\n");
     let top = screen
         .iter()
@@ -634,4 +635,60 @@ fn the_demo_on_a_tty_draws_the_bars_and_the_table() {
         shown.contains("demo: as staged, node03 failed the version check and was rolled back"),
         "{shown}"
     );
+}
+
+/// At 80 and 100 columns the demo's table fits the terminal (no header
+/// word split), its report values are columns where they fit (100) and a
+/// line per node under it where they do not (80), and the failed node's
+/// failure is one line under it.
+#[test]
+fn the_demo_table_fits_a_narrow_terminal() {
+    for cols in [80u16, 100] {
+        let home = tempfile::tempdir().expect("tempdir");
+        let out = run_in_pty_answering(
+            "demo-narrow",
+            home.path(),
+            &["demo".into(), "--nodes".into(), "4".into()],
+            None,
+            cols,
+        );
+        assert_eq!(out.code, 0, "{}", out.dump());
+        let screen = screen(&out.raw, cols);
+        let shown = screen.join("\n");
+        let top = screen
+            .iter()
+            .position(|l| l.starts_with('┌'))
+            .unwrap_or_else(|| panic!("no table at {cols}\n{shown}"));
+        let bottom = top
+            + screen[top..]
+                .iter()
+                .position(|l| l.starts_with('└'))
+                .unwrap_or_else(|| panic!("no table end at {cols}\n{shown}"));
+        assert!(
+            screen[top + 1].contains(" changed ") && screen[top + 1].contains(" skipped "),
+            "{cols}: the header is whole\n{shown}"
+        );
+        for line in &screen[top..=bottom] {
+            assert!(
+                line.ends_with('┐')
+                    || line.ends_with('│')
+                    || line.ends_with('┘')
+                    || line.ends_with('╡'),
+                "{cols}: a table line wrapped: {line:?}\n{shown}"
+            );
+        }
+        let after = screen[bottom + 1..].join("\n");
+        if cols == 80 {
+            assert!(
+                after.contains("report:\n  node01  previous=0.1.0  serving=0.2.0"),
+                "{cols}\n{shown}"
+            );
+        } else {
+            assert!(screen[top + 1].contains(" previous "), "{cols}\n{shown}");
+        }
+        assert!(
+            after.contains("failed:\n  node03  version check: status 503, expected 200"),
+            "{cols}\n{shown}"
+        );
+    }
 }
