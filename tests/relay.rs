@@ -173,6 +173,33 @@ fn a_stale_fleet_is_diagnosed_rolled_one_by_one_and_verified() {
         );
     }
 
+    // The cron on the stale fleet: drift (5), not "broken" (1): no node
+    // runs the pinned image, so nothing after the drift step runs, and the
+    // old version's 405 and error page fail no check.
+    let out = lab.run("relay-verify.toml", &["--check", "-e", &new]);
+    assert_eq!(out.code, 5, "{}", out.dump());
+    assert!(
+        node_statuses(&out).values().all(|st| st == "changed"),
+        "{}",
+        out.dump()
+    );
+    for n in &lab.nodes {
+        assert!(
+            step_statuses(&out).contains(&(
+                n.name.clone(),
+                "in sync with relay-rollout".into(),
+                "would_run".into()
+            )),
+            "{}",
+            out.dump()
+        );
+    }
+    assert!(
+        step_statuses(&out).iter().all(|(_, _, st)| st != "failed"),
+        "{}",
+        out.dump()
+    );
+
     // The rollout under --check: drift on every node, nothing touched.
     let before: Vec<String> = (0..3).map(|i| lab.inspect(i, "{{.Id}}")).collect();
     let out = lab.run("relay-rollout.toml", &["--check", "-e", &new]);
@@ -229,9 +256,31 @@ fn a_stale_fleet_is_diagnosed_rolled_one_by_one_and_verified() {
         node_statuses(&out)
     );
 
-    // The cron: in sync, then drift on a node set back by hand.
+    // The cron: in sync after the rollout.
     let out = lab.run("relay-verify.toml", &["--check", "-e", &new]);
     assert_eq!(out.code, 0, "{}", out.dump());
+    // A node on the pinned image that does not serve is broken (1): the
+    // rollout would not fix it.
+    lab.docker_ok(2, &["stop", "relay"]);
+    let out = lab.run("relay-verify.toml", &["--check", "-e", &new]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    let statuses = node_statuses(&out);
+    assert_eq!(statuses["relay3"], "failed", "{statuses:?}");
+    assert_eq!(statuses["relay1"], "ok", "{statuses:?}");
+    assert!(
+        step_statuses(&out).contains(&(
+            "relay3".into(),
+            "in sync with relay-rollout".into(),
+            "would_skip".into()
+        )),
+        "{}",
+        out.dump()
+    );
+    lab.docker_ok(2, &["start", "relay"]);
+    assert!(lab.wait_answer(2, Duration::from_secs(30)).is_some());
+    let out = lab.run("relay-verify.toml", &["--check", "-e", &new]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    // Drift on a node set back by hand.
     lab.deploy(1, OLD, false);
     assert!(lab.wait_answer(1, Duration::from_secs(30)).is_some());
     let out = lab.run("relay-verify.toml", &["--check", "-e", &new]);

@@ -104,13 +104,20 @@ impl Session for SshSession {
             .channel_open_direct_tcpip(host, port as u32, "127.0.0.1", 0)
             .await
             .map_err(|e| {
-                if self.handle().is_closed() {
-                    SessionError::Lost(e.to_string())
-                } else {
-                    SessionError::Refused(format!(
-                        "the SSH server did not open a tunnel to {host}:{port} ({e}); \
-                         it may not forward ports at all (tinysshd does not)"
-                    ))
+                use russh::ChannelOpenFailure as Why;
+                match e {
+                    _ if self.handle().is_closed() => SessionError::Lost(e.to_string()),
+                    russh::Error::ChannelOpenFailure(Why::ConnectFailed) => {
+                        SessionError::Refused("nothing accepts connections there".into())
+                    }
+                    russh::Error::ChannelOpenFailure(
+                        Why::AdministrativelyProhibited | Why::UnknownChannelType,
+                    ) => SessionError::Refused(
+                        "the SSH server does not forward ports (tinysshd never does; \
+                         OpenSSH not with AllowTcpForwarding no)"
+                            .into(),
+                    ),
+                    e => SessionError::Refused(e.to_string()),
                 }
             })?;
         Ok(ch.into_stream())

@@ -7,7 +7,8 @@
 //! (10.231.X.1/24, X claimed by flock) joins the nodes (10.231.X.11, .12, …)
 //! to the runner, where a local registry (Debian's `docker-registry`) serves
 //! relay stand-ins built `FROM scratch` with a static busybox:
-//! [`OLD`] answers like v0.1.0 (no version header, no CORS), [`NEW`] like
+//! [`OLD`] answers like v0.1.0 did (no version header, `OPTIONS` answered
+//! 405, a page that says "error: … failed to load"), [`NEW`] like
 //! `sha-39a4e17` (`x-relay-version: 0.2.0`, CORS), [`BROKEN`] never answers.
 //! Every node starts out running [`OLD`], deployed as the relay was.
 //!
@@ -619,7 +620,8 @@ exec busybox nc -ll -p 8088 -e busybox sh /handler.sh
 ";
 
 /// Answers one request like relay would: with `x-relay-version` and CORS
-/// headers when the image has a version, without them (v0.1.0) otherwise.
+/// headers when the image has a version. v0.1.0 as it was: no version
+/// header, `OPTIONS` answered 405, and a page that says a source failed.
 const HANDLER_SH: &str = "\
 cr=$(busybox printf '\\r')
 read -r method path proto
@@ -628,7 +630,13 @@ while read -r line; do
 done
 body=\"<html><body>relay ${RELAY_FAKE_VERSION:-0.1.0} on $RELAY_DNS_SUBDOMAIN</body></html>\"
 status=\"200 OK\"
-if [ \"$method\" = OPTIONS ] && [ -n \"$RELAY_FAKE_VERSION\" ]; then status=\"204 No Content\"; body=\"\"; fi
+if [ -z \"$RELAY_FAKE_VERSION\" ]; then
+  body=\"<html><body>relay 0.1.0 on $RELAY_DNS_SUBDOMAIN<p>error: hooks/lib/sources/tmdb.js failed to load</p></body></html>\"
+fi
+if [ \"$method\" = OPTIONS ]; then
+  if [ -n \"$RELAY_FAKE_VERSION\" ]; then status=\"204 No Content\"; else status=\"405 Method Not Allowed\"; fi
+  body=\"\"
+fi
 busybox printf 'HTTP/1.1 %s\\r\\nContent-Type: text/html\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n' \"$status\" \"${#body}\"
 if [ -n \"$RELAY_FAKE_VERSION\" ]; then
   busybox printf 'x-relay-version: %s\\r\\nAccess-Control-Allow-Origin: *\\r\\nAccess-Control-Allow-Methods: GET, POST, OPTIONS\\r\\n' \"$RELAY_FAKE_VERSION\"
