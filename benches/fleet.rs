@@ -3,8 +3,13 @@
 //! with ControlMaster, ansible-playbook and pyinfra.
 //!
 //! ```text
-//! cargo bench --bench fleet -- [--nodes 10,50,100] [--tools fleetfix,pssh,xargs,ansible,pyinfra]
+//! cargo bench --profile dist --bench fleet -- [--nodes 10,50,100] [--tools fleetfix,pssh,xargs,ansible,pyinfra]
+//! FLEETFIX_BASE_BIN=/path/to/old/fleetfix cargo bench --profile dist --bench fleet -- --tools fleetfix,fleetfix-base --repeat 5
 //! ```
+//!
+//! `--profile dist` measures the build that is shipped (fat LTO, one
+//! codegen unit); `fleetfix-base` is another build run the same way, so an
+//! old and a new build are compared in one run, their repeats interleaved.
 //!
 //! The job is three steps on every host: `uname -r`, `cat /etc/hostname`,
 //! `test -d /tmp && echo ok`. Per tool and N it reports wall time, client
@@ -50,7 +55,16 @@ use serde_json::{Value, json};
 
 const FLEETFIX: &str = env!("CARGO_BIN_EXE_fleetfix");
 const TIME: &str = "/usr/bin/time";
-const ALL_TOOLS: [&str; 5] = ["fleetfix", "pssh", "xargs", "ansible", "pyinfra"];
+/// `fleetfix-base` is another fleetfix build (`FLEETFIX_BASE_BIN`), to
+/// compare with side by side; skipped without it.
+const ALL_TOOLS: [&str; 6] = [
+    "fleetfix",
+    "fleetfix-base",
+    "pssh",
+    "xargs",
+    "ansible",
+    "pyinfra",
+];
 const DEFAULT_NODES: [usize; 3] = [10, 50, 100];
 /// The inventory size of the issue's `fleetfix check` line.
 const CHECK_NODES: usize = 1000;
@@ -176,6 +190,8 @@ fn parse_args() -> Result<Args, String> {
 /// `fleetfix check` of one playbook on a generated inventory: wall times
 /// of [`CHECK_RUNS`] runs, sorted, in milliseconds.
 struct CheckTiming {
+    /// The build timed: `fleetfix` or `fleetfix-base`.
+    tool: String,
     nodes: usize,
     playbook: &'static str,
     ms: Vec<f64>,
@@ -188,7 +204,8 @@ impl CheckTiming {
 
     fn line(&self) -> String {
         format!(
-            "fleetfix check, {}-node inventory, {}: median {:.1} ms (min {:.1}, max {:.1}, {} runs)",
+            "{} check, {}-node inventory, {}: median {:.1} ms (min {:.1}, max {:.1}, {} runs)",
+            self.tool,
             self.nodes,
             self.playbook,
             self.median(),
@@ -276,6 +293,7 @@ fn time_check_one(
     }
     ms.sort_by(f64::total_cmp);
     Ok(CheckTiming {
+        tool: "fleetfix".into(),
         nodes,
         playbook: label,
         ms,
@@ -800,6 +818,11 @@ fn locate(tool: &str) -> Result<PathBuf, String> {
         "fleetfix" => Ok(std::env::var_os("FLEETFIX_BENCH_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(FLEETFIX))),
+        // FLEETFIX_BASE_BIN: the build to compare with, side by side.
+        "fleetfix-base" => std::env::var_os("FLEETFIX_BASE_BIN")
+            .map(PathBuf::from)
+            .filter(|p| is_executable(p))
+            .ok_or_else(|| "FLEETFIX_BASE_BIN names no executable".into()),
         "pssh" => which("parallel-ssh")
             .or_else(|| which("pssh"))
             .ok_or_else(|| "neither parallel-ssh nor pssh is on PATH (Debian: apt-get install pssh)".into()),
@@ -1459,21 +1482,25 @@ fn main() {
         eprintln!("fleet bench: no tool to run");
         std::process::exit(1);
     }
-    let check = match tools.iter().find(|(t, _)| t == "fleetfix") {
-        Some((_, program)) if args.check_nodes > 0 => match time_check(program, args.check_nodes) {
+    let mut check = Vec::new();
+    for (tool, program) in tools.iter().filter(|(t, _)| t.starts_with("fleetfix")) {
+        if args.check_nodes == 0 {
+            break;
+        }
+        match time_check(program, args.check_nodes) {
             Ok(timings) => {
-                for c in &timings {
+                for mut c in timings {
+                    c.tool = tool.clone();
                     eprintln!("{}", c.line());
+                    check.push(c);
                 }
-                timings
             }
             Err(why) => {
-                eprintln!("fleet bench: fleetfix check failed: {why}");
+                eprintln!("fleet bench: {tool} check failed: {why}");
                 std::process::exit(1);
             }
-        },
-        _ => Vec::new(),
-    };
+        }
+    }
     let expected = Expected::local();
     let mut rows: Vec<Row> = Vec::new();
     let jsonl = jsonl_path();
@@ -1499,10 +1526,9 @@ fn main() {
             expected: &expected,
             n,
         };
-        for (tool, program) in tools
-            .iter()
-            .flat_map(|t| std::iter::repeat_n(t, args.repeat))
-        {
+        // Repeats interleave the tools, so a drift of the machine's speed
+        // falls on all of them alike.
+        for (tool, program) in (0..args.repeat).flat_map(|_| tools.iter()) {
             let load_before = loadavg_1m();
             eprintln!("running {tool} on {n} nodes (load average {load_before:.1}) ...");
             if load_before > cpus as f64 {
@@ -1511,7 +1537,7 @@ fn main() {
                 );
             }
             let outcome = match tool.as_str() {
-                "fleetfix" => run_fleetfix(&ctx, program),
+                "fleetfix" | "fleetfix-base" => run_fleetfix(&ctx, program),
                 "pssh" => run_pssh(&ctx, program),
                 "xargs" => run_xargs(&ctx, program),
                 "ansible" => run_ansible(&ctx, program),
@@ -1539,7 +1565,7 @@ fn main() {
         let _ = writeln!(
             jsonl_file,
             "{}",
-            json!({"tool": "fleetfix check", "playbook": c.playbook, "n": c.nodes, "median_ms": round3(c.median()), "ms": c.ms.iter().map(|&x| round3(x)).collect::<Vec<_>>()})
+            json!({"tool": format!("{} check", c.tool), "playbook": c.playbook, "n": c.nodes, "median_ms": round3(c.median()), "ms": c.ms.iter().map(|&x| round3(x)).collect::<Vec<_>>()})
         );
     }
     println!();
