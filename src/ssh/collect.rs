@@ -180,21 +180,18 @@ impl ShellReader<'_> {
 
 impl Reader for ShellReader<'_> {
     fn data(&mut self, err: bool, bytes: &[u8]) {
-        let mine = match self.start.as_mut() {
-            None => bytes.to_vec(),
-            Some(start) => {
-                let Some(mine) = start.feed(err, bytes) else {
-                    return;
-                };
-                if err {
-                    *self.header = start.header();
-                }
-                if start.started() {
-                    *self.start = None;
-                }
-                mine
-            }
+        let Some(start) = self.start.as_mut() else {
+            return self.feed_step(err, bytes);
         };
+        let Some(mine) = start.feed(err, bytes) else {
+            return;
+        };
+        if err {
+            *self.header = start.header();
+        }
+        if start.started() {
+            *self.start = None;
+        }
         self.feed_step(err, &mine);
     }
 

@@ -131,13 +131,14 @@ impl Session for SshSession {
             .lock()
             .map(|mut a| std::mem::take(&mut *a))
             .unwrap_or_default();
-        if let Some(frame) = shell::frame(&req, &self.mark, None)
+        if let Some(frame) = shell::frame(&req, &self.mark)
             && let Ok(mut sh) = self.shell.try_lock()
         {
             let next = shell::frames_ahead(&next, &self.mark);
             let this = Framed {
                 step: req.step,
                 frame,
+                after: None,
             };
             if let Some(out) = self.exec_in_shell(&mut sh, &req, this, next).await? {
                 return Ok(out);
@@ -235,7 +236,7 @@ impl SshSession {
         // those results are read and dropped.
         let own = this.step.is_some();
         let mut discard = 0;
-        if own && sh.queued.front() == Some(&this) {
+        if own && sh.queued.front().is_some_and(|q| q.same(&this)) {
             sh.queued.pop_front();
         } else {
             discard = sh.queued.len();
@@ -244,9 +245,9 @@ impl SshSession {
         }
         // What is queued already begins `next` (the same steps announced
         // again, one fewer); the rest of it follows.
-        if sh.queued.iter().zip(&next).all(|(q, n)| q == n) {
+        if sh.queued.iter().zip(&next).all(|(q, n)| q.same(n)) {
             for f in next.into_iter().skip(sh.queued.len()) {
-                input.extend_from_slice(&f.frame);
+                input.extend_from_slice(&f.input(&self.mark));
                 sh.queued.push_back(f);
             }
         }

@@ -142,40 +142,71 @@ pub(super) fn step_shell_command(mark: &str, lock: Option<&NodeLock>) -> String 
     boot(mark, &setup, "\"$u $l\"", &tail)
 }
 
-/// A step in the shell's input, or about to be: which step, and its frame.
-#[derive(Debug, PartialEq, Eq)]
+/// A step in the shell's input, or about to be: which step, its frame,
+/// and for a step sent ahead, the exit codes of the step before that let
+/// it run.
+#[derive(Debug)]
 pub(super) struct Framed {
     pub step: Option<StepRef>,
+    /// The step's own frame: what it is, wherever it goes.
     pub frame: Vec<u8>,
+    pub after: Option<Vec<i32>>,
 }
 
+impl Framed {
+    /// The same step with the same script (sent ahead or not).
+    pub fn same(&self, other: &Framed) -> bool {
+        self.step == other.step && self.frame == other.frame
+    }
+
+    /// What the shell reads for it.
+    pub fn input(&self, mark: &str) -> std::borrow::Cow<'_, [u8]> {
+        match &self.after {
+            None => self.frame.as_slice().into(),
+            Some(codes) => conditional(&self.frame, codes, mark).into(),
+        }
+    }
+}
+
+/// What a fresh frame begins with: no stop asked for yet.
+const FRESH: &str = "fleetfix_stop=; ";
+
 /// The step as the shell's input, or `None` when it needs a channel of its
-/// own (input that is not text, or is large). `after`: it is sent ahead,
-/// to run only if the step before it exits with one of these codes.
-pub(super) fn frame(req: &ExecRequest, mark: &str, after: Option<&[i32]>) -> Option<Vec<u8>> {
+/// own (input that is not text, or is large).
+pub(super) fn frame(req: &ExecRequest, mark: &str) -> Option<Vec<u8>> {
     let script = std::str::from_utf8(&req.stdin).ok()?;
     if script.len() > MAX_SCRIPT || script.contains('\0') {
         return None;
     }
-    let run = format!(
-        "printf %s {} | {} 2>&3 3>&- 9<&-; fleetfix_s=$?; printf '\\037{mark} %d\\n' \"$fleetfix_s\"; printf '\\037{mark}\\n' >&3",
-        shell_quote(script),
-        req.shell_command()
+    Some(
+        format!(
+            "{FRESH}printf %s {} | {} 2>&3 3>&- 9<&-; fleetfix_s=$?; printf '\\037{mark} %d\\n' \"$fleetfix_s\"; printf '\\037{mark}\\n' >&3\n",
+            shell_quote(script),
+            req.shell_command()
+        )
+        .into_bytes(),
+    )
+}
+
+/// `frame` sent ahead: it runs only if the step before it exited with one
+/// of `codes` and no stop was asked for; otherwise it prints `skip`.
+fn conditional(frame: &[u8], codes: &[i32], mark: &str) -> Vec<u8> {
+    let run = &frame[FRESH.len()..frame.len() - 1];
+    let pattern = codes
+        .iter()
+        .map(|c| format!(":{c}"))
+        .collect::<Vec<_>>()
+        .join("|");
+    let mut out = Vec::with_capacity(frame.len() + 120);
+    out.extend_from_slice(format!("case $fleetfix_stop:$fleetfix_s in {pattern}) ").as_bytes());
+    out.extend_from_slice(run);
+    out.extend_from_slice(
+        format!(
+            ";; *) fleetfix_s=x; printf '\\037{mark} skip\\n'; printf '\\037{mark}\\n' >&3;; esac\n"
+        )
+        .as_bytes(),
     );
-    let text = match after {
-        None => format!("fleetfix_stop=; {run}\n"),
-        Some(codes) => {
-            let pattern = codes
-                .iter()
-                .map(|c| format!(":{c}"))
-                .collect::<Vec<_>>()
-                .join("|");
-            format!(
-                "case $fleetfix_stop:$fleetfix_s in {pattern}) {run};; *) fleetfix_s=x; printf '\\037{mark} skip\\n'; printf '\\037{mark}\\n' >&3;; esac\n"
-            )
-        }
-    };
-    Some(text.into_bytes())
+    out
 }
 
 /// At most this many bytes of steps are sent ahead at once: they sit in
@@ -202,7 +233,8 @@ pub(super) fn frames_ahead(next: &[Ahead], mark: &str) -> Vec<Framed> {
             }
             Some(Framed {
                 step: Some(a.req.step?),
-                frame: frame(&a.req, mark, Some(&a.after))?,
+                frame: frame(&a.req, mark)?,
+                after: Some(a.after.clone()),
             })
         })
         .take_while(|f| {
@@ -583,7 +615,8 @@ mod tests {
     #[test]
     fn a_step_sent_ahead_runs_only_after_an_exit_that_passes_the_one_before() {
         let req = request(b"echo hi\n");
-        let f = String::from_utf8(frame(&req, "M", Some(&[0, 3])).expect("framed")).unwrap();
+        let fresh = frame(&req, "M").expect("framed");
+        let f = String::from_utf8(conditional(&fresh, &[0, 3], "M")).unwrap();
         assert!(
             f.starts_with("case $fleetfix_stop:$fleetfix_s in :0|:3) printf %s "),
             "{f}"
@@ -592,8 +625,14 @@ mod tests {
             f.contains("*) fleetfix_s=x; printf '\\037M skip\\n'"),
             "{f}"
         );
-        let fresh = String::from_utf8(frame(&req, "M", None).expect("framed")).unwrap();
+        assert!(f.ends_with(";; esac\n"), "{f}");
+        let fresh = String::from_utf8(fresh).unwrap();
         assert!(fresh.starts_with("fleetfix_stop=; printf %s "), "{fresh}");
+        let run = &fresh["fleetfix_stop=; ".len()..fresh.len() - 1];
+        assert!(
+            f.contains(&format!(":3) {run};; *)")),
+            "the same command: {f}"
+        );
     }
 
     #[test]
@@ -604,7 +643,7 @@ mod tests {
             step: None,
             ..request(b"")
         };
-        let f = String::from_utf8(frame(&req, "M", None).expect("framed")).expect("utf-8");
+        let f = String::from_utf8(frame(&req, "M").expect("framed")).expect("utf-8");
         assert!(f.starts_with(
             "fleetfix_stop=; printf %s 'echo '\\''it'\\'''\\''s'\\''\nexit 3\n' | sudo -n -- sh -s 2>&3 3>&- 9<&-;"
         ));
@@ -613,6 +652,6 @@ mod tests {
             stdin: vec![0xff, 0],
             ..req
         };
-        assert!(frame(&binary, "M", None).is_none());
+        assert!(frame(&binary, "M").is_none());
     }
 }
