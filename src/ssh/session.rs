@@ -288,6 +288,7 @@ impl SshSession {
         let Shell::Open(sh) = shell else {
             return Ok(None);
         };
+        let fresh = sh.start.is_some();
         let StepShell {
             ch,
             start,
@@ -311,9 +312,15 @@ impl SshSession {
         let drove = self.drive(ch, req, &mut reader, true).await?;
         let header = reader.header.clone();
         let lock = header.as_ref().map(Header::lock);
-        if let Some(LockState::Busy(holder)) = lock {
-            *shell = Shell::Closed;
-            return Err(SessionError::Locked(holder));
+        match &lock {
+            Some(LockState::Busy(holder)) => {
+                *shell = Shell::Closed;
+                return Err(SessionError::Locked(holder.clone()));
+            }
+            Some(LockState::Unavailable(why)) if fresh => {
+                tracing::warn!("node {}: runs without a node lock: {why}", self.node.name);
+            }
+            _ => {}
         }
         if header.as_ref().is_some_and(|h| !h.fit()) {
             tracing::debug!("no builtin printf on the node: a channel per step");
