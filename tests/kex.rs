@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::cli::{fleetfix, playbook, run};
+use common::cli::{json_run, playbook, run};
 use common::servers::{Daemon, Host, Servers};
 
 /// Starts one sshd per `(name, host)`, runs a step on each, and checks
@@ -20,12 +20,13 @@ fn reach_each(hosts: Vec<(Host, String)>) {
         "hello.toml",
         "name = \"hello\"\n[[steps]]\nname = \"hello\"\nrun = \"echo hello\"\nchanges = false\n",
     );
-    let out = run(fleetfix(servers.dir())
-        .args(["run", "--output", "json", "-i"])
-        .arg(&inv)
-        .arg("--known-hosts")
-        .arg(servers.known_hosts())
-        .arg(&pb));
+    let out = run(&mut json_run(
+        servers.dir(),
+        &inv,
+        servers.known_hosts(),
+        &pb,
+        &[],
+    ));
     assert_eq!(out.code, 0, "{}", out.dump());
     for (name, line) in names.iter().zip(&lines) {
         let log = servers.log(name);

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::Fleet;
-use common::cli::{Run, finish, fleetfix, playbook, run, signal, spawn, wait_for};
+use common::cli::{Run, finish, json_run, playbook, run, signal, spawn, wait_for};
 
 const ROLL: &str = r#"
 name = "roll"
@@ -35,18 +35,12 @@ fn runner_with(
     user: &str,
     extra: &[&str],
 ) -> Command {
-    let mut c = fleetfix(fleet.dir());
+    let mut c = json_run(fleet.dir(), inv, kh, pb, extra);
     c.env(
         "FLEETFIX_STATE_DIR",
         fleet.dir().join(format!("state-{user}")),
     )
-    .env("USER", user)
-    .args(["run", "--output", "json", "-i"])
-    .arg(inv)
-    .arg("--known-hosts")
-    .arg(kh)
-    .args(extra)
-    .arg(pb);
+    .env("USER", user);
     c
 }
 

@@ -6,20 +6,18 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::cli::{Run, finish, fleetfix, playbook, run, signal, spawn, wait_for};
+use common::cli::{Run, finish, fleetfix, json_run, playbook, run, signal, spawn, wait_for};
 use common::servers::{Daemon, Host, Servers};
 use serde_json::Value;
 
 /// `fleetfix run` on every server, JSON events out.
 fn run_on(servers: &Servers, pb: &std::path::Path, extra: &[&str]) -> Run {
+    run(&mut command(servers, pb, extra))
+}
+
+fn command(servers: &Servers, pb: &std::path::Path, extra: &[&str]) -> std::process::Command {
     let inv = servers.write_inventory("");
-    run(fleetfix(servers.dir())
-        .args(["run", "--output", "json", "-i"])
-        .arg(&inv)
-        .arg("--known-hosts")
-        .arg(servers.known_hosts())
-        .args(extra)
-        .arg(pb))
+    json_run(servers.dir(), &inv, servers.known_hosts(), pb, extra)
 }
 
 /// node -> step -> its step_finished event.
@@ -161,14 +159,7 @@ run = "touch {}/${{{{ node.name }}}}; sleep 3033"
             trace.display()
         ),
     );
-    let inv = servers.write_inventory("");
-    let mut cmd = fleetfix(servers.dir());
-    cmd.args(["run", "--output", "json", "-i"])
-        .arg(&inv)
-        .arg("--known-hosts")
-        .arg(servers.known_hosts())
-        .arg(&pb);
-    let child = spawn(cmd);
+    let child = spawn(command(&servers, &pb, &[]));
     wait_for(
         "every node to start",
         std::time::Duration::from_secs(20),

@@ -6,7 +6,9 @@ mod common;
 use std::collections::HashMap;
 
 use common::Fleet;
-use common::cli::{Run, finish, fleetfix, playbook, run, run_json_on, signal, spawn, wait_for};
+use common::cli::{
+    Run, finish, fleetfix, json_run, playbook, run, run_json_on, signal, spawn, wait_for,
+};
 use serde_json::Value;
 
 /// Each step reports its parent: its pid and command name. `SLEEP` is a
@@ -236,13 +238,7 @@ fn read_only_steps_go_ahead_without_the_runner() {
         "ahead.toml",
         &AHEAD.replace("TRACE", &trace.path().display().to_string()),
     );
-    let mut cmd = fleetfix(fleet.dir());
-    cmd.args(["run", "--output", "json", "-i"])
-        .arg(&inv)
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts())
-        .arg(&pb);
-    let child = spawn(cmd);
+    let child = spawn(json_run(fleet.dir(), &inv, fleet.known_hosts(), &pb, &[]));
     let limit = std::time::Duration::from_secs(20);
     wait_for("every `first` to start", limit, || {
         traces(trace.path(), ".first") == n
@@ -402,13 +398,7 @@ changes = false
 "#
         .replace("TRACE", &trace.path().display().to_string()),
     );
-    let mut cmd = fleetfix(fleet.dir());
-    cmd.args(["run", "--output", "json", "-i"])
-        .arg(&inv)
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts())
-        .arg(&pb);
-    let child = spawn(cmd);
+    let child = spawn(json_run(fleet.dir(), &inv, fleet.known_hosts(), &pb, &[]));
     let limit = std::time::Duration::from_secs(20);
     wait_for("`long` to start", limit, || {
         traces(trace.path(), ".long") == n

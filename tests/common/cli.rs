@@ -69,15 +69,28 @@ pub fn playbook(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     p
 }
 
-/// `fleetfix run --output json` on `fleet`'s nodes, trusting its known_hosts.
-pub fn run_json_on(fleet: &super::Fleet, inv: &Path, pb: &Path, extra: &[&str]) -> Run {
-    run(fleetfix(fleet.dir())
-        .args(["run", "--output", "json", "-i"])
+/// `fleetfix run --output json -i INV --known-hosts KH EXTRA… PB`, HOME in
+/// `home`, not yet started.
+pub fn json_run(home: &Path, inv: &Path, kh: &Path, pb: &Path, extra: &[&str]) -> Command {
+    let mut cmd = fleetfix(home);
+    cmd.args(["run", "--output", "json", "-i"])
         .arg(inv)
         .arg("--known-hosts")
-        .arg(fleet.known_hosts())
+        .arg(kh)
         .args(extra)
-        .arg(pb))
+        .arg(pb);
+    cmd
+}
+
+/// `fleetfix run --output json` on `fleet`'s nodes, trusting its known_hosts.
+pub fn run_json_on(fleet: &super::Fleet, inv: &Path, pb: &Path, extra: &[&str]) -> Run {
+    run(&mut json_run(
+        fleet.dir(),
+        inv,
+        fleet.known_hosts(),
+        pb,
+        extra,
+    ))
 }
 
 /// Runs `/usr/bin/ssh-keygen ARGS`, failing the test with its stderr.
