@@ -4,11 +4,8 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use common::cli::{Run, finish, fleetfix, json_run, playbook, run, signal, spawn, wait_for};
 use common::servers::{Daemon, Host, Servers};
-use serde_json::Value;
 
 /// `fleetfix run` on every server, JSON events out.
 fn run_on(servers: &Servers, pb: &std::path::Path, extra: &[&str]) -> Run {
@@ -18,17 +15,6 @@ fn run_on(servers: &Servers, pb: &std::path::Path, extra: &[&str]) -> Run {
 fn command(servers: &Servers, pb: &std::path::Path, extra: &[&str]) -> std::process::Command {
     let inv = servers.write_inventory("");
     json_run(servers.dir(), &inv, servers.known_hosts(), pb, extra)
-}
-
-/// node -> step -> its step_finished event.
-fn by_node(out: &Run) -> HashMap<String, HashMap<String, Value>> {
-    let mut m: HashMap<String, HashMap<String, Value>> = HashMap::new();
-    for e in out.of_kind("step_finished") {
-        let node = e["node"].as_str().unwrap_or_default().to_string();
-        let step = e["step"].as_str().unwrap_or_default().to_string();
-        m.entry(node).or_default().insert(step, e);
-    }
-    m
 }
 
 /// Processes on this machine (every node's) whose command line is `args`.
@@ -94,7 +80,7 @@ fn a_timeout_ends_the_step_on_every_server_and_the_rollback_runs() {
     );
     let out = run_on(&servers, &pb, &[]);
     assert_eq!(out.code, 1, "{}", out.dump());
-    let all = by_node(&out);
+    let all = out.steps_by_node();
     for d in Daemon::all() {
         let steps = &all[d.name()];
         for (step, secs) in [("as root", 1), ("slow", 2)] {
@@ -168,7 +154,7 @@ run = "touch {}/${{{{ node.name }}}}; sleep 3033"
     signal(&child, nix::sys::signal::Signal::SIGINT);
     let out = finish(child);
     assert_eq!(out.code, 3, "{}", out.dump());
-    for (node, steps) in &by_node(&out) {
+    for (node, steps) in &out.steps_by_node() {
         assert_eq!(
             steps["long"]["error"], "interrupted; its processes were ended",
             "{node}: {}",
@@ -256,7 +242,7 @@ run = "echo after"
     );
     let out = run_on(&servers, &pb, &[]);
     assert_eq!(out.code, 0, "{}", out.dump());
-    let all = by_node(&out);
+    let all = out.steps_by_node();
     for d in Daemon::all() {
         let n = d.name();
         let steps = &all[n];
@@ -300,7 +286,7 @@ fn a_refusing_login_shell_says_why() {
         "name = \"refused\"\n[[steps]]\nname = \"hello\"\nrun = \"echo hello\"\n",
     );
     let out = run_on(&servers, &pb, &[]);
-    let all = by_node(&out);
+    let all = out.steps_by_node();
     for n in ["openssh", "tinysshd"] {
         let e = &all[n]["hello"];
         assert_eq!(e["status"], "failed", "{n}: {e}");

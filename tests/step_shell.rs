@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use common::Fleet;
 use common::cli::{
-    Run, finish, fleetfix, json_run, playbook, run, run_json_on, signal, spawn, wait_for,
+    finish, fleetfix, json_run, playbook, run, run_json_on, signal, spawn, wait_for,
 };
 use serde_json::Value;
 
@@ -42,17 +42,6 @@ name = "e"
 run = "echo $PPID $(ps -o comm= -p $PPID)"
 changes = false
 "#;
-
-/// node -> step -> its step_finished event.
-fn by_node(out: &Run) -> HashMap<String, HashMap<String, Value>> {
-    let mut m: HashMap<String, HashMap<String, Value>> = HashMap::new();
-    for e in out.of_kind("step_finished") {
-        let node = e["node"].as_str().unwrap_or_default().to_string();
-        let step = e["step"].as_str().unwrap_or_default().to_string();
-        m.entry(node).or_default().insert(step, e);
-    }
-    m
-}
 
 /// "PID COMM" of a step's parent.
 fn parent(step: &Value) -> (String, String) {
@@ -121,7 +110,7 @@ fn run_checked(fleet: &Fleet, sleep: u32) -> HashMap<String, HashMap<String, Val
     );
     let out = run_json_on(fleet, &inv, &pb, &[]);
     assert_eq!(out.code, 0, "{}", out.dump());
-    let all = by_node(&out);
+    let all = out.steps_by_node();
     let n = fleet.nodes().len();
     assert_eq!(all.len(), n, "{}", out.dump());
     for (node, steps) in &all {
@@ -255,7 +244,7 @@ fn read_only_steps_go_ahead_without_the_runner() {
         "`second` did not start while the runner was stopped"
     );
     assert_eq!(out.code, 0, "{}", out.dump());
-    for (node, steps) in &by_node(&out) {
+    for (node, steps) in &out.steps_by_node() {
         let shell = steps["capture"]["stdout"]
             .as_str()
             .unwrap_or_default()
@@ -349,7 +338,7 @@ fn nothing_sent_ahead_starts_after_a_failure() {
         let pb = playbook(fleet.dir(), &format!("{kind}.toml"), &text);
         let out = run_json_on(&fleet, &inv, &pb, &[]);
         assert_eq!(out.code, 1, "{kind}: {}", out.dump());
-        for (node, steps) in &by_node(&out) {
+        for (node, steps) in &out.steps_by_node() {
             assert_eq!(steps["fails"]["status"], "failed", "{kind} {node}");
             assert_eq!(
                 steps["rollback"]["stdout"], "rolled back\n",
@@ -442,7 +431,7 @@ fn a_retry_is_not_the_step_sent_ahead_behind_it() {
     let out = run_json_on(&fleet, &inv, &pb, &[]);
     assert_eq!(out.code, 0, "{}", out.dump());
     let ns = |s: &str| s.trim().parse::<u128>().unwrap_or_default();
-    for (node, steps) in &by_node(&out) {
+    for (node, steps) in &out.steps_by_node() {
         let probe = &steps["probe"];
         assert_eq!(probe["attempt"], 2, "{node}: {probe}");
         let first = std::fs::read_to_string(stamp.path().join(node)).expect("first stamp");

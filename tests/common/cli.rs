@@ -49,6 +49,21 @@ impl Run {
             .collect()
     }
 
+    /// node -> step -> its `step_finished` event (the last one of a step).
+    pub fn steps_by_node(
+        &self,
+    ) -> std::collections::HashMap<String, std::collections::HashMap<String, serde_json::Value>>
+    {
+        let mut m: std::collections::HashMap<_, std::collections::HashMap<_, _>> =
+            Default::default();
+        for e in self.of_kind("step_finished") {
+            let node = e["node"].as_str().unwrap_or_default().to_string();
+            let step = e["step"].as_str().unwrap_or_default().to_string();
+            m.entry(node).or_default().insert(step, e);
+        }
+        m
+    }
+
     pub fn dump(&self) -> String {
         format!(
             "exit {}\n--- stdout\n{}\n--- stderr\n{}",

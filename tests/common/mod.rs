@@ -688,18 +688,7 @@ impl Fleet {
                 panic!("spawn {SSHD_PATH} -D -e -f {}: {e}", slot.config.display())
             });
         let pid = child.id();
-        // Stops sshd if this process dies without dropping the Fleet: `read`
-        // returns at EOF, i.e. once our end of the pipe is closed.
-        let watchdog = Command::new("/bin/sh")
-            .arg("-c")
-            .arg("read -r _ignored; kill -TERM \"$1\" 2>/dev/null")
-            .arg("fleetfix-sshd-watchdog")
-            .arg(pid.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok();
+        let watchdog = watchdog(pid);
         *lock(&slot.proc_) = Some(SshdProc {
             pid,
             child,
@@ -815,6 +804,21 @@ impl Drop for Fleet {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/// Ends `pid` if this test process dies without stopping it: the
+/// watchdog's `read` returns at EOF, once our end of its stdin is closed.
+fn watchdog(pid: u32) -> Option<Child> {
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg("read -r _ignored; kill -TERM \"$1\" 2>/dev/null")
+        .arg("fleetfix-watchdog")
+        .arg(pid.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

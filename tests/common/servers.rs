@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     SshdProc, generate_keys, has_ssh_banner, pub_path, pubkey_line, random_u64, read_log,
-    stop_proc, toml_str, write_file,
+    stop_proc, toml_str, watchdog, write_file,
 };
 
 /// Which server a node runs.
@@ -390,20 +390,6 @@ fn spawn(
         .stderr(out)
         .spawn()
         .expect("spawn unshare")
-}
-
-/// Ends `pid` if this test process dies without dropping the servers.
-fn watchdog(pid: u32) -> Option<Child> {
-    Command::new("/bin/sh")
-        .arg("-c")
-        .arg("read -r _ignored; kill -TERM \"$1\" 2>/dev/null")
-        .arg("fleetfix-server-watchdog")
-        .arg(pid.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()
 }
 
 /// True once the server answers with an SSH banner; false if it exited.
