@@ -117,6 +117,9 @@ pub struct Outputs {
 }
 
 /// `4096`, `64K`, `1M` (binary units) as bytes.
+/// More output than this per step is kept in memory for every node.
+const MAX_OUTPUT_CAP: usize = 256 * 1024 * 1024;
+
 fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
@@ -133,8 +136,8 @@ fn parse_size(s: &str) -> Result<usize, String> {
         _ => return Err(format!("`{s}`: the unit is K or M")),
     };
     n.checked_mul(factor)
-        .filter(|&b| b > 0)
-        .ok_or_else(|| format!("`{s}` is out of range"))
+        .filter(|&b| (1..=MAX_OUTPUT_CAP).contains(&b))
+        .ok_or_else(|| format!("`{s}` is not from 1 byte to 256M"))
 }
 
 #[cfg(test)]
@@ -165,7 +168,7 @@ pub struct Common {
     #[arg(short = 'e', long = "var", value_name = "KEY=VALUE")]
     pub vars: Vec<String>,
     /// Most nodes in flight at once [default: the playbook's, else 100]
-    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub concurrency: Option<u32>,
     /// human, or JSON Lines events on stdout
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]

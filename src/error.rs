@@ -14,17 +14,38 @@ pub struct SourceFile {
 }
 
 impl SourceFile {
-    /// Reads a file, turning I/O failures into an input error naming it.
+    /// Reads a file, turning I/O failures into an input error naming it,
+    /// and bytes that are not UTF-8 into one at the first bad byte.
     pub fn read(path: &Path, what: &str) -> Result<Self, Error> {
-        match std::fs::read_to_string(path) {
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::input(
+                format!("cannot read {what} {}: {e}", path.display()),
+                hint_for_io(&e, what),
+            )
+        })?;
+        match String::from_utf8(bytes) {
             Ok(text) => Ok(SourceFile {
                 path: path.to_path_buf(),
                 text: text.into(),
             }),
-            Err(e) => Err(Error::input(
-                format!("cannot read {what} {}: {e}", path.display()),
-                hint_for_io(&e, what),
-            )),
+            Err(e) => {
+                let bad = e.utf8_error().valid_up_to();
+                let good = String::from_utf8_lossy(&e.as_bytes()[..bad]).into_owned();
+                let file = SourceFile {
+                    path: path.to_path_buf(),
+                    text: good.into(),
+                };
+                let mut at = file.locate(bad..bad);
+                at.width = 1;
+                Err(Error::at(
+                    at,
+                    format!(
+                        "the {what} is not UTF-8 text: byte 0x{:02x} here is not part of a character",
+                        e.as_bytes()[bad]
+                    ),
+                    format!("save the {what} as UTF-8"),
+                ))
+            }
         }
     }
 
@@ -41,11 +62,13 @@ impl SourceFile {
             .unwrap_or(self.text.len());
         let end = floor_char_boundary(&self.text, span.end.clamp(start, line_end));
         let width = self.text[start..end].chars().count().max(1);
+        let (source_line, caret) = window(&self.text[line_start..line_end], col);
         Location {
             file: self.path.clone(),
             line,
             col,
-            source_line: Some(self.text[line_start..line_end].to_string()),
+            source_line: Some(source_line),
+            caret,
             width,
         }
     }
@@ -68,6 +91,29 @@ impl SourceFile {
         let offset = floor_char_boundary(&self.text, offset);
         self.locate(offset..offset + 1)
     }
+}
+
+/// Chars of a source line shown around the caret at most.
+const WINDOW: usize = 100;
+
+/// The part of `line` shown under an error: all of it when short, else
+/// [`WINDOW`] chars around `col` with `…` where it was cut; and the caret's
+/// column in what is shown.
+fn window(line: &str, col: usize) -> (String, usize) {
+    let count = line.chars().count();
+    if count <= WINDOW {
+        return (line.to_string(), col);
+    }
+    let from = col.saturating_sub(WINDOW / 2 + 1).min(count - WINDOW);
+    let mut shown = String::new();
+    if from > 0 {
+        shown.push('…');
+    }
+    shown.extend(line.chars().skip(from).take(WINDOW));
+    if from + WINDOW < count {
+        shown.push('…');
+    }
+    (shown, col - from + usize::from(from > 0))
 }
 
 /// The largest char boundary of `text` at or below `i` (spans computed on
@@ -96,7 +142,10 @@ pub struct Location {
     pub file: PathBuf,
     pub line: usize,
     pub col: usize,
+    /// The line (or a window of it around the caret, for a long one).
     pub source_line: Option<String>,
+    /// The caret's column in `source_line`.
+    pub caret: usize,
     pub width: usize,
 }
 
@@ -250,7 +299,7 @@ impl fmt::Display for Rendered<'_> {
             write!(f, "\n{pad} |\n{num} | {src}\n{pad} | ")?;
             let lead: String = src
                 .chars()
-                .take(loc.col.saturating_sub(1))
+                .take(loc.caret.saturating_sub(1))
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             write!(f, "{lead}{}", "^".repeat(loc.width.clamp(1, 80)))?;

@@ -53,7 +53,10 @@ impl Response {
         for (k, v) in self.headers.iter().take(12) {
             s.push_str(&format!("\n{k}: {v}"));
         }
-        let body: String = self.body.chars().take(300).collect();
+        let mut body: String = self.body.chars().take(300).collect();
+        if body.len() < self.body.len() {
+            body.push('…');
+        }
         if !body.trim().is_empty() {
             s.push_str(&format!("\n\n{}", body.trim_end()));
         }

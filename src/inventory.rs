@@ -10,7 +10,7 @@ use serde_spanned::Spanned;
 
 use crate::error::{Error, SourceFile};
 use crate::ssh_config::HostSettings;
-use crate::toml_source::{self, expand_tilde};
+use crate::toml_source::{self, Zero, expand_tilde};
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -30,9 +30,9 @@ struct RawInventory {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawJumpHost {
-    host: String,
-    user: Option<String>,
-    port: Option<u16>,
+    host: Spanned<String>,
+    user: Option<Spanned<String>>,
+    port: Option<Spanned<u16>>,
     identity_file: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
     host_key: Option<Spanned<String>>,
@@ -40,7 +40,10 @@ struct RawJumpHost {
 
 /// `jump = "name"` or a list of hops.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a [jump_hosts] name, \"user@host:port\", or a list of them"
+)]
 enum RawJump {
     One(String),
     Chain(Vec<String>),
@@ -49,8 +52,8 @@ enum RawJump {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
-    user: Option<String>,
-    port: Option<u16>,
+    user: Option<Spanned<String>>,
+    port: Option<Spanned<u16>>,
     identity_file: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
     jump: Option<Spanned<RawJump>>,
@@ -59,9 +62,9 @@ struct RawSettings {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNode {
-    host: Option<String>,
-    user: Option<String>,
-    port: Option<u16>,
+    host: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    port: Option<Spanned<u16>>,
     identity_file: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
     #[serde(default)]
@@ -143,8 +146,8 @@ impl Inventory {
         let d = &raw.defaults;
         // [defaults]' key is checked once, here, not per node.
         let defaults = Settings {
-            user: d.user.clone(),
-            port: d.port,
+            user: word(&source, &d.user, "user")?,
+            port: port(&source, &d.port)?,
             identity_file: d
                 .identity_file
                 .as_ref()
@@ -153,7 +156,7 @@ impl Inventory {
             connect_timeout: d
                 .connect_timeout
                 .as_ref()
-                .map(|t| toml_source::duration(&source, t))
+                .map(|t| toml_source::duration(&source, t, Zero::Refused))
                 .transpose()?,
         };
         let mut nodes = Vec::with_capacity(raw.nodes.len());
@@ -161,11 +164,11 @@ impl Inventory {
             check_name(&source, &name, &spanned)?;
             let raw_node = spanned.into_inner();
             // ssh's own lookup: Host patterns match the name one would type.
-            let alias = raw_node.host.clone().unwrap_or_else(|| name.clone());
+            let alias = word(&source, &raw_node.host, "host")?.unwrap_or_else(|| name.clone());
             let fallback = ssh.query(&alias);
             let own = Settings {
-                user: raw_node.user.clone(),
-                port: raw_node.port,
+                user: word(&source, &raw_node.user, "user")?,
+                port: port(&source, &raw_node.port)?,
                 identity_file: raw_node
                     .identity_file
                     .as_ref()
@@ -174,7 +177,7 @@ impl Inventory {
                 connect_timeout: raw_node
                     .connect_timeout
                     .as_ref()
-                    .map(|t| toml_source::duration(&source, t))
+                    .map(|t| toml_source::duration(&source, t, Zero::Refused))
                     .transpose()?,
             };
             let conn = own.resolve(&defaults, &fallback);
@@ -228,6 +231,42 @@ impl Inventory {
         }
         seen
     }
+}
+
+/// A port that can be connected to: 0 cannot.
+fn port(source: &SourceFile, p: &Option<Spanned<u16>>) -> Result<Option<u16>, Error> {
+    match p {
+        Some(p) if *p.get_ref() == 0 => Err(Error::at(
+            source.locate(p.span()),
+            "port 0 cannot be connected to",
+            "ports run from 1 to 65535; sshd listens on 22 unless told otherwise",
+        )),
+        p => Ok(p.as_ref().map(|p| *p.get_ref())),
+    }
+}
+
+/// A host or user name: not empty, no spaces or control characters (they
+/// would be found out only on the fleet).
+fn word(
+    source: &SourceFile,
+    v: &Option<Spanned<String>>,
+    what: &str,
+) -> Result<Option<String>, Error> {
+    let Some(v) = v else { return Ok(None) };
+    let text = v.get_ref();
+    if !text.is_empty() && !text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Ok(Some(text.clone()));
+    }
+    let why = if text.is_empty() {
+        "is empty"
+    } else {
+        "has spaces or control characters"
+    };
+    Err(Error::at(
+        source.locate(v.span()),
+        format!("{what} `{}` {why}", toml_source::shorten(text, 60)),
+        format!("give the {what} as one word, or remove the key to use the default"),
+    ))
 }
 
 fn check_name(source: &SourceFile, name: &str, at: &Spanned<RawNode>) -> Result<(), Error> {
@@ -317,8 +356,8 @@ fn resolve_jump(
         .map(|hop| match named.get(hop) {
             Some(j) => {
                 let own = Settings {
-                    user: j.user.clone(),
-                    port: j.port,
+                    user: word(source, &j.user, "user")?,
+                    port: port(source, &j.port)?,
                     identity_file: j
                         .identity_file
                         .as_ref()
@@ -327,7 +366,7 @@ fn resolve_jump(
                     connect_timeout: j
                         .connect_timeout
                         .as_ref()
-                        .map(|t| toml_source::duration(source, t))
+                        .map(|t| toml_source::duration(source, t, Zero::Refused))
                         .transpose()?,
                 };
                 let host_key = j
@@ -335,7 +374,8 @@ fn resolve_jump(
                     .as_ref()
                     .map(|k| parse_pin(source, k))
                     .transpose()?;
-                Ok(hop_with(&j.host, own, defaults, ssh, host_key))
+                let host = word(source, &Some(j.host.clone()), "host")?.unwrap_or_default();
+                Ok(hop_with(&host, own, defaults, ssh, host_key))
             }
             None => parse_hop(hop, ssh, defaults).ok_or_else(|| {
                 Error::at(

@@ -70,7 +70,7 @@ pub enum LockError {
         /// How long we waited (`--lock-wait`) before giving up.
         waited: Option<Duration>,
     },
-    #[error("cannot use the lock file {}: {source}\nhint: set FLEETFIX_STATE_DIR to a writable directory", .path.display())]
+    #[error("cannot use the lock file {}: {source}\nhint: set FLEETFIX_STATE_DIR to a directory of your own (not writable by every user)", .path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -143,14 +143,17 @@ pub fn acquire(
     let deadline = wait.map(|w| Instant::now() + w);
     loop {
         // Never truncate on open: the file describes the current holder.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io)?;
+        // Never through a symlink: one planted there would be truncated.
+        let file = state::no_follow(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600),
+        )
+        .open(&path)
+        .map_err(io)?;
         match file.try_lock() {
             Ok(()) => {
                 // Someone may have deleted the file between our open and

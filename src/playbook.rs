@@ -9,12 +9,15 @@ use serde_spanned::Spanned;
 
 use crate::error::{Error, SourceFile};
 use crate::rollout::{Rollout, Size, SizeValue};
-use crate::toml_source;
+use crate::toml_source::{self, Zero};
 
 const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// More retries than this is a typo, not a plan.
 const MAX_RETRIES: u32 = 10_000;
+
+/// More nodes in flight than this is a typo (each is a socket and a task).
+pub const MAX_CONCURRENCY: usize = 100_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,7 +83,7 @@ struct RawUpload {
 
 /// A file mode: `"0644"` or the TOML integer `0o644`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a file mode like \"0644\" or 0o644")]
 enum ModeValue {
     Number(i64),
     Text(String),
@@ -102,7 +105,7 @@ struct RawGate {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a code or a list of codes")]
 enum OneOrMany {
     One(i32),
     Many(Vec<i32>),
@@ -110,7 +113,7 @@ enum OneOrMany {
 
 /// One text or a list of them (`body_not_contains = ["error", "failed"]`).
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a text or a list of texts")]
 enum Strings {
     One(String),
     Many(Vec<String>),
@@ -191,7 +194,7 @@ struct RawStep {
     #[serde(default)]
     sudo: bool,
     #[serde(default)]
-    env: IndexMap<String, Spanned<String>>,
+    env: IndexMap<Spanned<String>, Spanned<String>>,
     changes: Option<bool>,
     #[serde(default)]
     ignore_failure: bool,
@@ -487,9 +490,9 @@ fn convert_step(
         Action::Upload(u) => format!("upload {}", u.dest.text),
         a => default_name(index, a.script().map(|t| t.text.as_str()).unwrap_or("")),
     });
-    let duration = |v: &Option<Spanned<String>>| -> Result<Option<Duration>, Error> {
+    let duration = |v: &Option<Spanned<String>>, zero| -> Result<Option<Duration>, Error> {
         v.as_ref()
-            .map(|d| toml_source::duration(source, d))
+            .map(|d| toml_source::duration(source, d, zero))
             .transpose()
     };
     let is_http = matches!(action, Action::Http { .. });
@@ -506,7 +509,11 @@ fn convert_step(
         expect.status = (200..400).collect();
     }
     if let Some(capture) = &raw.capture {
-        check_identifier(source, capture)?;
+        check_identifier(source, capture, "capture name")?;
+    }
+    for name in raw.env.keys() {
+        // Pasted into the script as `export NAME=…`: a name is all it may be.
+        check_identifier(source, name, "env name")?;
     }
     Ok(Step {
         name,
@@ -516,13 +523,13 @@ fn convert_step(
         capture: raw.capture.clone(),
         expect,
         retries: retries(source, &raw.retries)?,
-        retry_delay: duration(&raw.retry_delay)?.unwrap_or(DEFAULT_RETRY_DELAY),
-        timeout: duration(&raw.timeout)?,
+        retry_delay: duration(&raw.retry_delay, Zero::Allowed)?.unwrap_or(DEFAULT_RETRY_DELAY),
+        timeout: duration(&raw.timeout, Zero::Refused)?,
         sudo: raw.sudo,
         env: raw
             .env
             .iter()
-            .map(|(k, v)| (k.clone(), Text::from(v)))
+            .map(|(k, v)| (k.get_ref().clone(), Text::from(v)))
             .collect(),
         changes: raw.changes.unwrap_or(!is_http),
         ignore_failure: raw.ignore_failure,
@@ -672,6 +679,27 @@ fn convert_expect(source: &SourceFile, spanned: &Spanned<RawExpect>) -> Result<E
             "HTTP status codes run from 100 to 599",
         ));
     }
+    let exits = match &raw.exit {
+        None => Vec::new(),
+        Some(OneOrMany::One(c)) => vec![*c],
+        Some(OneOrMany::Many(c)) => c.clone(),
+    };
+    if let Some(bad) = exits.iter().find(|c| !(0..=255).contains(*c)) {
+        return Err(Error::at(
+            source.locate(spanned.span()),
+            format!("exit {bad} is not an exit code"),
+            "exit codes run from 0 to 255",
+        ));
+    }
+    if matches!(&raw.exit, Some(OneOrMany::Many(c)) if c.is_empty())
+        || matches!(&raw.status, Some(OneOrMany::Many(c)) if c.is_empty())
+    {
+        return Err(Error::at(
+            source.locate(spanned.span()),
+            "an empty list of codes can never be met",
+            "list the codes that mean success, or remove the key for the default",
+        ));
+    }
     Ok(convert_expect_unchecked(raw))
 }
 
@@ -719,14 +747,25 @@ fn convert_rollout(source: &SourceFile, raw: &RawRollout) -> Result<Rollout, Err
         }
         for v in list.get_ref() {
             let spanned = Spanned::new(list.span(), v.clone());
-            batches.push(size(&spanned, "batches")?);
+            let batch = size(&spanned, "batches")?;
+            if matches!(batch, Size::Count(0)) || batch == Size::Percent(0.0) {
+                return Err(Error::at(
+                    source.locate(list.span()),
+                    "batches holds a batch of no nodes",
+                    "every batch size is 1 or more, or a percentage above 0%",
+                ));
+            }
+            batches.push(batch);
         }
     }
     let concurrency = match &raw.concurrency {
-        Some(c) if *c.get_ref() == 0 => {
+        Some(c) if !(1..=MAX_CONCURRENCY).contains(c.get_ref()) => {
             return Err(Error::at(
                 source.locate(c.span()),
-                "concurrency must be at least 1",
+                format!(
+                    "concurrency = {} is not from 1 to {MAX_CONCURRENCY}",
+                    c.get_ref()
+                ),
                 "set [rollout] concurrency to the most nodes to work on at once",
             ));
         }
@@ -748,7 +787,7 @@ fn convert_rollout(source: &SourceFile, raw: &RawRollout) -> Result<Rollout, Err
         pause: raw
             .pause
             .as_ref()
-            .map(|p| toml_source::duration(source, p))
+            .map(|p| toml_source::duration(source, p, Zero::Allowed))
             .transpose()?
             .unwrap_or_default(),
     })
@@ -782,7 +821,7 @@ fn convert_http(source: &SourceFile, raw: &RawHttp) -> Result<HttpSpec, Error> {
         timeout: raw
             .timeout
             .as_ref()
-            .map(|t| toml_source::duration(source, t))
+            .map(|t| toml_source::duration(source, t, Zero::Refused))
             .transpose()?,
     })
 }
@@ -821,9 +860,9 @@ fn convert_gate(source: &SourceFile, spanned: &Spanned<RawGate>) -> Result<Gate,
     if matches!(check, GateCheck::Http(_)) && expect.status.is_empty() {
         expect.status = (200..300).collect();
     }
-    let duration = |v: &Option<Spanned<String>>| {
+    let duration = |v: &Option<Spanned<String>>, zero| {
         v.as_ref()
-            .map(|d| toml_source::duration(source, d))
+            .map(|d| toml_source::duration(source, d, zero))
             .transpose()
     };
     Ok(Gate {
@@ -831,8 +870,8 @@ fn convert_gate(source: &SourceFile, spanned: &Spanned<RawGate>) -> Result<Gate,
         check,
         expect,
         retries: retries(source, &raw.retries)?,
-        retry_delay: duration(&raw.retry_delay)?.unwrap_or(DEFAULT_RETRY_DELAY),
-        timeout: duration(&raw.timeout)?,
+        retry_delay: duration(&raw.retry_delay, Zero::Allowed)?.unwrap_or(DEFAULT_RETRY_DELAY),
+        timeout: duration(&raw.timeout, Zero::Refused)?,
         span: spanned.span(),
     })
 }
@@ -846,7 +885,7 @@ fn default_name(index: usize, script: &str) -> String {
     }
 }
 
-fn check_identifier(source: &SourceFile, name: &Spanned<String>) -> Result<(), Error> {
+fn check_identifier(source: &SourceFile, name: &Spanned<String>, what: &str) -> Result<(), Error> {
     let n = name.get_ref();
     let mut chars = n.chars();
     let ok = chars
@@ -858,8 +897,11 @@ fn check_identifier(source: &SourceFile, name: &Spanned<String>) -> Result<(), E
     }
     Err(Error::at(
         source.locate(name.span()),
-        format!("capture name `{n}` is not a variable name"),
-        "use letters, digits and `_`, starting with a letter",
+        format!(
+            "{what} `{}` is not a variable name",
+            toml_source::shorten(n, 60)
+        ),
+        "use letters, digits and `_`, starting with a letter or `_`",
     ))
 }
 

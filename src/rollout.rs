@@ -51,7 +51,10 @@ impl Size {
 
 /// A size as written in TOML.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a node count like 2 or a percentage like \"25%\""
+)]
 pub enum SizeValue {
     Count(i64),
     Text(String),

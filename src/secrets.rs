@@ -10,6 +10,10 @@ use crate::quote::shell_quote;
 /// What every secret is replaced with.
 pub const MASK: &str = "******";
 
+/// The shortest start of a secret masked where a text was cut: shorter
+/// ones are too common in any text to tell.
+const PARTIAL: usize = 3;
+
 /// Secret values by name, and warnings about the ones left unset.
 pub type Resolved = (Vec<(String, String)>, Vec<String>);
 
@@ -74,9 +78,16 @@ impl Masker {
         self.needles.is_empty()
     }
 
-    /// `text` with every secret replaced by `******`.
+    /// `text` with every secret replaced by `******`, and the start of one
+    /// where the text was cut (its end, the `…` of a shortened text, the
+    /// mark of output past the cap) masked too.
     pub fn mask<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        if !self.needles.iter().any(|n| text.contains(n.as_str())) {
+        let whole = self.needles.iter().any(|n| text.contains(n.as_str()));
+        if !whole
+            && self
+                .cut_points(text)
+                .all(|at| self.partial_before(text, at).is_none())
+        {
             return Cow::Borrowed(text);
         }
         let mut out = text.to_string();
@@ -85,7 +96,42 @@ impl Masker {
                 out = out.replace(n.as_str(), MASK);
             }
         }
+        // Back to front, so earlier cut points keep their offsets.
+        let mut cuts: Vec<usize> = self.cut_points(&out).collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        for at in cuts.into_iter().rev() {
+            if let Some(from) = self.partial_before(&out, at) {
+                out.replace_range(from..at, MASK);
+            }
+        }
         Cow::Owned(out)
+    }
+
+    /// Where `text` may have been cut: its end, before a `…`, and before
+    /// the mark of output dropped past the cap.
+    fn cut_points<'a>(&self, text: &'a str) -> impl Iterator<Item = usize> + 'a {
+        let marks = text
+            .match_indices(['…', '\u{fffd}'])
+            .map(|(i, _)| i)
+            .chain(text.find(crate::ssh::TRUNCATED))
+            .filter(|&i| i > 0);
+        std::iter::once(text.len()).chain(marks)
+    }
+
+    /// The start of the longest end of `text[..at]` (after a broken
+    /// character, if any) that begins a secret and is at least
+    /// [`PARTIAL`] characters long.
+    fn partial_before(&self, text: &str, at: usize) -> Option<usize> {
+        let head = text[..at].trim_end_matches('\u{fffd}');
+        self.needles.iter().find_map(|n| {
+            let longest = head.len().min(n.len().saturating_sub(1));
+            (PARTIAL..=longest)
+                .rev()
+                .filter(|&k| head.is_char_boundary(head.len() - k) && n.is_char_boundary(k))
+                .find(|&k| head[head.len() - k..] == n[..k])
+                .map(|k| head.len() - k)
+        })
     }
 
     /// Masks a string in place.
@@ -99,6 +145,76 @@ impl Masker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ssh::Captured;
+
+    /// No start or end of `secret` longer than PARTIAL - 1 chars in `text`.
+    fn assert_no_part(text: &str, secret: &str, context: &str) {
+        let chars: Vec<char> = secret.chars().collect();
+        for k in PARTIAL..=chars.len() {
+            let head: String = chars[..k].iter().collect();
+            let tail: String = chars[chars.len() - k..].iter().collect();
+            assert!(
+                !text.contains(&head),
+                "{context}: {head:?} survived in {text:?}"
+            );
+            assert!(
+                !text.contains(&tail),
+                "{context}: {tail:?} survived in {text:?}"
+            );
+        }
+    }
+
+    /// The output cap cuts a secret at every position, whatever chunks the
+    /// stream came in: nothing of it longer than a few chars survives.
+    #[test]
+    fn a_secret_cut_by_the_output_cap_leaves_nothing_at_any_position() {
+        let secrets = [
+            "Zq8-vercel-token-7f3a9c1e-Y2kX-0b1d5e9a4f",
+            "pässwörd-ünd-µore-ĉhars",
+        ];
+        // Every cut position under a small cap; some under the default one.
+        let cases = secrets.iter().flat_map(|s| {
+            let every = (0..=s.len()).map(move |b| (*s, 4096, b));
+            let default =
+                [0, s.len() / 2, s.len()].map(|b| (*s, crate::executor::DEFAULT_OUTPUT_CAP, b));
+            every.chain(default)
+        });
+        for (secret, cap, before_cap) in cases {
+            let masker = Masker::new([secret]);
+            let filler = ".".repeat(cap - before_cap);
+            let rest = format!("{secret} and after");
+            for chunk in [1usize, 3, 7, rest.len()] {
+                let mut captured = Captured::default();
+                captured.push(filler.as_bytes(), cap);
+                for part in rest.as_bytes().chunks(chunk) {
+                    captured.push(part, cap);
+                }
+                let text = captured.text();
+                let masked = masker.mask(&text);
+                // Only the end can hold any of it: the rest is filler.
+                let from = masked.char_indices().rev().nth(200).map_or(0, |(i, _)| i);
+                let shown = &masked[from..];
+                let context = format!("{before_cap} bytes before the cap, chunks of {chunk}");
+                assert_no_part(shown, secret, &context);
+                if before_cap >= PARTIAL + 2 {
+                    assert!(shown.contains(MASK), "{context}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_shortened_text_masks_the_start_of_a_secret_at_its_cut() {
+        let m = Masker::new(["secret-value-42"]);
+        assert_eq!(m.mask("body: secret-va…"), "body: ******…");
+        assert_eq!(m.mask("ends with secr"), "ends with ******");
+        assert_eq!(
+            m.mask("two chars: se"),
+            "two chars: se",
+            "too short to tell"
+        );
+        assert!(matches!(m.mask("nothing at all"), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn masks_raw_and_quoted_forms() {

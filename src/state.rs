@@ -39,14 +39,45 @@ pub fn locks_dir(state: &Path) -> PathBuf {
     state.join("locks")
 }
 
-/// Creates `dir` and its parents, private to the user: journals hold command
-/// output, which may be sensitive even with secrets masked.
+/// Creates `dir` (a subdirectory of the state dir) and its parents,
+/// private to the user: journals hold command output, which may be
+/// sensitive even with secrets masked. Refuses a state dir, or a `dir`,
+/// that users other than its owner and group may write to: they could put
+/// a symlink where fleetfix writes a lock or a journal; and a `dir` that is
+/// itself a symlink.
 pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)
+        .create(dir)?;
+    let refuse = |why: String| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            why,
+        ))
+    };
+    if std::fs::symlink_metadata(dir)?.file_type().is_symlink() {
+        return refuse(format!(
+            "{} is a symlink; fleetfix writes only to a directory of its own",
+            dir.display()
+        ));
+    }
+    for d in [dir.parent(), Some(dir)].into_iter().flatten() {
+        if std::fs::metadata(d)?.mode() & 0o002 != 0 {
+            return refuse(format!(
+                "{} is writable by every user, who could replace what fleetfix writes there",
+                d.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Opens options for a state file: never through a symlink.
+pub(crate) fn no_follow(opts: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    opts.custom_flags(libc::O_NOFOLLOW)
 }
 
 #[cfg(test)]

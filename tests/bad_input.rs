@@ -138,7 +138,7 @@ fn wrong_type() {
     check_playbook(
         "name = \"x\"\n[[steps]]\nrun = \"a\"\nretries = \"three\"\n",
         4,
-        "invalid type",
+        "`retries` takes a whole number from 0 to 10000, not string \"three\"",
     );
 }
 

@@ -153,6 +153,63 @@ fn sigint_ends_the_run_within_12s_with_summary_and_journal() {
     );
 }
 
+/// A second Ctrl-C ends fleetfix at once (exit 3); as the README says, it
+/// leaves what runs on the nodes running: it did not wait to end it.
+#[test]
+fn a_second_sigint_ends_at_once_and_leaves_the_nodes_as_they_are() {
+    let fleet = Fleet::start(1);
+    let inv = fleet.write_inventory(&[]);
+    let pb = playbook(
+        fleet.dir(),
+        "hang.toml",
+        "name = \"hang\"\n[[steps]]\nname = \"hang\"\nrun = \"sleep 3018\"\n",
+    );
+    let child = spawn(cmd(&fleet, &inv, &pb, &["--progress", "never"]));
+    wait_for("the step to start", Duration::from_secs(15), || {
+        journals(&fleet)
+            .iter()
+            .flatten()
+            .any(|e| e["event"] == "step_started")
+    });
+    signal(&child, nix::sys::signal::Signal::SIGINT);
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    signal(&child, nix::sys::signal::Signal::SIGINT);
+    let out = finish(child);
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(out.code, 3, "{}", out.dump());
+    assert!(
+        out.stderr.contains("interrupted again: ending now"),
+        "{}",
+        out.dump()
+    );
+    let ps = Command::new("ps")
+        .args(["-eo", "pid=,args="])
+        .output()
+        .expect("ps");
+    let left: Vec<String> = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.trim_start().split_once(' ').map(|(_, a)| a) == Some("sleep 3018"))
+        .map(|l| l.trim().to_string())
+        .collect();
+    assert_eq!(left.len(), 1, "the node's command runs on: {left:?}");
+    // End it by its pid, as the operator would.
+    if let Some(pid) = left[0]
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+}
+
 fn journal_has_interrupt(fleet: &Fleet) -> bool {
     journals(fleet)
         .iter()
@@ -508,5 +565,67 @@ grep -hF '"event":"step_finished"' {runs}/*.jsonl | grep -F "\"node\":\"$NODE\""
     assert_eq!(steps.len(), 8 * 5, "{}", out.dump());
     for e in steps {
         assert_eq!(e["status"], "changed", "{e}");
+    }
+}
+
+/// A secret that the output cap cuts in half leaves no start of it in any
+/// sink: the summary, JSON events, the journal, the report.
+#[test]
+fn a_secret_cut_by_the_output_cap_leaves_no_half_anywhere() {
+    let fleet = Fleet::start(1);
+    let inv = fleet.write_inventory(&[]);
+    let secret = format!("Zq8vercel7f3a9c1eY2kX0b1d5e9a4fQ{}", std::process::id());
+    let pb = playbook(
+        fleet.dir(),
+        "cut.toml",
+        r#"
+name = "cut"
+[secrets]
+token = { env = "CUT_TEST_TOKEN" }
+[[steps]]
+name = "print it"
+env = { TOKEN = "${{ secret.token }}" }
+run = "printf '%s' '0123456789012345678901234567890123456789'; echo \"$TOKEN and more\"; echo \"$TOKEN\" >&2"
+"#,
+    );
+    let report = fleet.dir().join("report.json");
+    // The cap falls 20 characters into the secret on both streams.
+    let mut sinks = Vec::new();
+    for output in ["human", "json"] {
+        let out = run(cmd(
+            &fleet,
+            &inv,
+            &pb,
+            &[
+                "--output",
+                output,
+                "--output-cap",
+                "60",
+                "--report",
+                report.to_str().expect("utf8"),
+            ],
+        )
+        .env("CUT_TEST_TOKEN", &secret));
+        assert_eq!(out.code, 0, "{}", out.dump());
+        sinks.push((output, format!("{}{}", out.stdout, out.stderr)));
+        sinks.push(("report", std::fs::read_to_string(&report).expect("report")));
+    }
+    assert!(
+        sinks[2].1.contains("truncated"),
+        "the cap cut it: {}",
+        sinks[2].1
+    );
+    for (i, j) in journals(&fleet).iter().enumerate() {
+        sinks.push(("journal", format!("{i}: {j:?}")));
+    }
+    let chars: Vec<char> = secret.chars().collect();
+    for (name, text) in &sinks {
+        for k in 4..=chars.len() {
+            let head: String = chars[..k].iter().collect();
+            assert!(
+                !text.contains(&head),
+                "{k} chars of the secret survived in {name}:\n{text}"
+            );
+        }
     }
 }

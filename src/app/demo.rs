@@ -64,7 +64,7 @@ pub(super) fn demo(args: DemoArgs) -> Result<i32, Error> {
     if common.output == OutputFormat::Json {
         eprintln!("{line}");
     } else {
-        println!("{line}");
+        crate::output::println(&line.to_string());
     }
     drop(fleet);
     runtime.shutdown_background();
@@ -89,9 +89,9 @@ fn serve(runtime: &tokio::runtime::Runtime, fleet: &Fleet, common: &Common) -> R
             "playbook": fleet.playbook,
             "dir": fleet.dir(),
         });
-        println!("{line}");
+        crate::output::println(&line.to_string());
     } else {
-        println!(
+        crate::output::println(&format!(
             "demo fleet: {} nodes on 127.0.0.1 (ports {ports}), up until Ctrl-C\n\
              inventory:   {inventory}\nknown_hosts: {known_hosts}\nplaybook:    {}\n\
              sandboxes:   {}/nodes/NAME (each node's `version` file says what it serves)\n\n\
@@ -101,7 +101,7 @@ fn serve(runtime: &tokio::runtime::Runtime, fleet: &Fleet, common: &Common) -> R
             fleet.playbook.display(),
             fleet.dir().display(),
             fleet.playbook.display(),
-        );
+        ));
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();

@@ -73,11 +73,20 @@ pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error>
         None
     } else {
         let lock = lock::acquire(&state, &job.playbook.name, &job.run.id, args.lock_wait);
-        Some(lock.map_err(|e| match e.exit_code() {
-            4 => Error::Locked {
+        Some(lock.map_err(|e| match &e {
+            lock::LockError::Busy { .. } => Error::Locked {
                 message: e.to_string(),
             },
-            _ => Error::Runtime {
+            // A state dir fleetfix may not use (not writable, or writable
+            // by every user) is the environment's bad input: nothing ran.
+            lock::LockError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                let text = e.to_string();
+                let (message, hint) = text.split_once("\nhint: ").unwrap_or((&text, ""));
+                Error::input(message, hint)
+            }
+            lock::LockError::Io { .. } => Error::Runtime {
                 message: e.to_string(),
             },
         })?)

@@ -15,13 +15,13 @@ pub(super) fn check(path: &Path, common: &Common) -> Result<i32, Error> {
     for w in &job.warnings {
         eprintln!("{w}");
     }
-    println!(
+    crate::output::println(&format!(
         "ok: {} ({} steps, {} on_failure) is valid for {} node(s)",
         job.playbook.name,
         job.playbook.steps.len(),
         job.playbook.on_failure.len(),
         job.nodes.len()
-    );
+    ));
     // The process ends now: leave the job's memory to the OS instead of
     // freeing a thousand nodes' variables one allocation at a time.
     std::mem::forget(job);
@@ -48,7 +48,7 @@ pub(super) fn plan(path: &Path, common: &Common) -> Result<i32, Error> {
         out.push('\n');
     }
     // Rendered scripts hold secret values: mask them like every other sink.
-    print!("{}", job.masker.mask(&out));
+    crate::output::print(&job.masker.mask(&out));
     Ok(0)
 }
 
@@ -126,7 +126,7 @@ pub(super) fn nodes(common: &Common) -> Result<i32, Error> {
                 "connect_timeout_ms": n.connect_timeout.as_millis() as u64,
                 "host_key_pinned": n.host_key.is_some(),
             });
-            println!("{line}");
+            crate::output::println(&line.to_string());
         }
         return Ok(0);
     }
@@ -155,18 +155,17 @@ pub(super) fn nodes(common: &Common) -> Result<i32, Error> {
             .to_string(),
         ]);
     }
-    println!("{table}");
+    crate::output::println(&table.to_string());
     Ok(0)
 }
 
 pub(super) fn runs(id: Option<&str>, _common: &Common) -> Result<i32, Error> {
     let state = crate::state::state_dir();
     match id {
-        None => print!("{}", crate::runs::render_list(&crate::runs::list(&state)?)),
-        Some(id) => print!(
-            "{}",
-            crate::runs::render_detail(&crate::runs::load(&state, id)?)
-        ),
+        None => crate::output::print(&crate::runs::render_list(&crate::runs::list(&state)?)),
+        Some(id) => {
+            crate::output::print(&crate::runs::render_detail(&crate::runs::load(&state, id)?))
+        }
     }
     Ok(0)
 }

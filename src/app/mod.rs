@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::job::{Job, JobOptions};
 use crate::playbook::Playbook;
+use crate::toml_source::{self, Zero};
 use crate::vars;
 
 /// Runs the parsed command line; the returned value is the exit code.
@@ -67,7 +68,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             let pb = Playbook::load(&playbook)?;
             let lock_wait = lock_wait
                 .as_deref()
-                .map(|w| duration_arg("--lock-wait", w))
+                .map(|w| duration_arg("--lock-wait", w, Zero::Allowed))
                 .transpose()?;
             let args = execute::RunArgs {
                 common: &common,
@@ -92,7 +93,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             let mut pb = Playbook::ad_hoc(&command.join(" "));
             pb.steps[0].timeout = timeout
                 .as_deref()
-                .map(|t| duration_arg("--timeout", t))
+                .map(|t| duration_arg("--timeout", t, Zero::Refused))
                 .transpose()?;
             pb.steps[0].sudo = sudo;
             let args = execute::RunArgs {
@@ -110,11 +111,11 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
     }
 }
 
-fn duration_arg(flag: &str, value: &str) -> Result<std::time::Duration, Error> {
-    humantime::parse_duration(value).map_err(|e| {
+fn duration_arg(flag: &str, value: &str, zero: Zero) -> Result<std::time::Duration, Error> {
+    toml_source::duration_text(value, zero).map_err(|why| {
         Error::input(
-            format!("{flag} `{value}`: {e}"),
-            format!("write e.g. {flag} 30s or 5m"),
+            format!("{flag} `{}` {why}", toml_source::shorten(value, 60)),
+            format!("write e.g. {flag} 30s or 5m (at most 30 days)"),
         )
     })
 }

@@ -44,17 +44,19 @@ impl Journal {
         let io_error = |what: &str, path: &Path, e: std::io::Error| {
             Error::input(
                 format!("cannot {what} {}: {e}", path.display()),
-                "set FLEETFIX_STATE_DIR to a writable directory",
+                "set FLEETFIX_STATE_DIR to a directory of your own (not writable by every user)",
             )
         };
         state::create_private_dir(&dir).map_err(|e| io_error("create", &dir, e))?;
         let path = dir.join(format!("{run_id}.jsonl"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| io_error("open the journal", &path, e))?;
+        let file = state::no_follow(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600),
+        )
+        .open(&path)
+        .map_err(|e| io_error("open the journal", &path, e))?;
         // Make the new directory entry itself durable; best effort.
         if let Ok(d) = File::open(&dir) {
             let _ = d.sync_all();

@@ -108,6 +108,21 @@ pub fn last_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// Writes `text` to stdout. A closed stdout (its reader went away, as with
+/// `fleetfix nodes | head`) ends the output quietly instead of a panic:
+/// what is left is dropped, and the run, its journal and its exit code go
+/// on as they would.
+pub fn print(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// [`print`] and a newline.
+pub fn println(text: &str) {
+    print(&format!("{text}\n"));
+}
+
 /// `1.2s`, `850ms`, `2m03s`.
 pub fn human_duration(ms: u64) -> String {
     if ms < 1000 {

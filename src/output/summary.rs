@@ -252,7 +252,7 @@ impl Reporter for SummaryTable {
 
     fn finish(&mut self) {
         if self.summary.is_some() {
-            println!("{}", self.render());
+            super::println(&self.render());
         }
     }
 }

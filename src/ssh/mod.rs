@@ -165,6 +165,9 @@ impl Ending {
     }
 }
 
+/// What marks output dropped past the cap (the masker finds cuts by it).
+pub const TRUNCATED: &str = "\n[… truncated:";
+
 /// Output of one stream, capped so memory per node stays bounded.
 #[derive(Debug, Clone, Default)]
 pub struct Captured {
@@ -186,7 +189,7 @@ impl Captured {
         let mut s = String::from_utf8_lossy(&self.bytes).into_owned();
         if self.dropped > 0 {
             s.push_str(&format!(
-                "\n[… truncated: {} more bytes not kept]",
+                "{TRUNCATED} {} more bytes not kept]",
                 self.dropped
             ));
         }
