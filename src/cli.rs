@@ -158,8 +158,8 @@ mod tests {
 /// Options every command shares.
 #[derive(Debug, Args, Clone)]
 pub struct Common {
-    /// Inventory file [default: ./inventory.toml]
-    #[arg(short = 'i', long, env = "FLEETFIX_INVENTORY", value_name = "FILE")]
+    /// Inventory file [default: $FLEETFIX_INVENTORY, else ./inventory.toml]
+    #[arg(short = 'i', long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
     /// Comma-separated node names, group names or globs; `!pat` excludes
     #[arg(short = 'l', long, value_name = "PATTERNS")]

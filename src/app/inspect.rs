@@ -2,10 +2,9 @@
 
 use std::path::Path;
 
-use super::{inventory_path, prepare};
+use super::prepare;
 use crate::cli::{Common, OutputFormat};
 use crate::error::Error;
-use crate::inventory::Inventory;
 use crate::job::{Job, StepRef};
 use crate::playbook::{Action, Playbook};
 use crate::vars;
@@ -115,7 +114,7 @@ fn plan_step(job: &Job, r: StepRef, vars: &mut vars::Vars, out: &mut String) -> 
 }
 
 pub(super) fn nodes(common: &Common) -> Result<i32, Error> {
-    let inventory = Inventory::load(&inventory_path(common))?;
+    let inventory = super::load_inventory(common)?;
     let chosen = crate::select::select(&inventory.nodes, common.limit.as_deref())?;
     if common.output == OutputFormat::Json {
         for &i in &chosen {

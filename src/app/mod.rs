@@ -140,11 +140,30 @@ fn init_tracing(common: &Common) {
         .try_init();
 }
 
-fn inventory_path(common: &Common) -> PathBuf {
-    common
-        .inventory
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("inventory.toml"))
+/// The inventory file: `-i`, else `$FLEETFIX_INVENTORY`, else
+/// `./inventory.toml`; and the variable's name when it came from there.
+fn inventory_path(common: &Common) -> (PathBuf, Option<&'static str>) {
+    const VAR: &str = "FLEETFIX_INVENTORY";
+    match (
+        &common.inventory,
+        std::env::var_os(VAR).filter(|v| !v.is_empty()),
+    ) {
+        (Some(path), _) => (path.clone(), None),
+        (None, Some(path)) => (PathBuf::from(path), Some(VAR)),
+        (None, None) => (PathBuf::from("inventory.toml"), None),
+    }
+}
+
+/// Loads the inventory; an error names the variable the path came from.
+fn load_inventory(common: &Common) -> Result<Inventory, Error> {
+    let (path, var) = inventory_path(common);
+    Inventory::load(&path).map_err(|e| match (e, var) {
+        (Error::Input(mut input), Some(var)) if input.location.is_none() => {
+            input.message.push_str(&format!(" (the path is ${var}'s)"));
+            Error::Input(input)
+        }
+        (e, _) => e,
+    })
 }
 
 /// A fresh run id: sortable by time, unique enough to name a journal file.
@@ -161,7 +180,7 @@ fn prepare(
     only: Option<std::collections::HashSet<String>>,
     for_run: bool,
 ) -> Result<Job, Error> {
-    let inventory = Inventory::load(&inventory_path(common))?;
+    let inventory = load_inventory(common)?;
     let opts = JobOptions {
         limit: common.limit.clone(),
         overrides: vars::parse_overrides(&common.vars)?,
