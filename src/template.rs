@@ -156,9 +156,26 @@ impl Templates {
             .collect()
     }
 
+    /// A `when` expression compiled. The template delimiters have no place
+    /// in one, and minijinja's lexer panics on some of them there (`}} ${{`
+    /// empties its state stack), so they are refused first.
+    fn expression<'s>(
+        &'s self,
+        expr: &'s str,
+    ) -> Result<minijinja::Expression<'s, 's>, minijinja::Error> {
+        const DELIMITERS: [&str; 6] = ["${{", "}}", "${%", "%}", "$%#", "#%$"];
+        if let Some(d) = DELIMITERS.iter().find(|d| expr.contains(**d)) {
+            return Err(minijinja::Error::new(
+                minijinja::ErrorKind::SyntaxError,
+                format!("`{d}` has no place in an expression; write it without `${{{{ }}}}`"),
+            ));
+        }
+        self.env.compile_expression(expr)
+    }
+
     /// The variables a `when` expression reads.
     pub fn expression_reads(&self, expr: &str) -> Result<Vec<String>, minijinja::Error> {
-        let compiled = self.env.compile_expression(expr)?;
+        let compiled = self.expression(expr)?;
         Ok(compiled.undeclared_variables(false).into_iter().collect())
     }
 
@@ -181,13 +198,13 @@ impl Templates {
 
     /// Evaluates a `when` expression to a boolean.
     pub fn eval(&self, expr: &str, ctx: &Value) -> Result<bool, minijinja::Error> {
-        let compiled = self.env.compile_expression(expr)?;
+        let compiled = self.expression(expr)?;
         Ok(compiled.eval(ctx)?.is_true())
     }
 
     /// Checks that a `when` expression parses.
     pub fn check_expression(&self, expr: &str) -> Result<(), minijinja::Error> {
-        self.env.compile_expression(expr).map(|_| ())
+        self.expression(expr).map(|_| ())
     }
 }
 

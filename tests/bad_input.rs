@@ -433,3 +433,118 @@ fn non_ascii_text_and_escapes_never_panic() {
     let out = case.fleetfix(&["check", "u.toml"]);
     assert_bad(&out, "u.toml", Some(7), "undefined variable `nope`");
 }
+
+/// A 5 MB line is shown as a window around the caret, not whole.
+#[test]
+fn a_huge_line_is_shown_as_a_window_around_the_caret() {
+    let case = Case::new();
+    let line = format!("bogus = 1 # {}", "z".repeat(5_000_000));
+    case.write(
+        "big.toml",
+        &format!("name = \"x\"\n[[steps]]\nrun = \"a\"\n{line}\n"),
+    );
+    let out = case.fleetfix(&["check", "big.toml"]);
+    assert_bad(&out, "big.toml", Some(4), "unknown field `bogus`");
+    assert!(
+        out.stderr.len() < 2000,
+        "{} bytes of error",
+        out.stderr.len()
+    );
+    assert!(out.stderr.contains("4 | bogus = 1 # zzz"), "{}", out.stderr);
+    assert!(out.stderr.contains("…"), "{}", out.stderr);
+    // The caret under a key far into a long line stays under it.
+    let long = format!(
+        "name = \"x\"\n[[steps]]\nrun = \"a\"\nexpect = {{ stdout_contains = \"{}\", exitt = 1 }}\n",
+        "y".repeat(300)
+    );
+    case.write("far.toml", &long);
+    let out = case.fleetfix(&["check", "far.toml"]);
+    assert_bad(&out, "far.toml", Some(4), "unknown field `exitt`");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let src = lines
+        .iter()
+        .position(|l| l.starts_with("4 | "))
+        .expect("source line");
+    let caret = lines[src + 1].chars().position(|c| c == '^').expect("caret");
+    let under: String = lines[src].chars().skip(caret).take(5).collect();
+    assert_eq!(under, "exitt", "{}", out.stderr);
+}
+
+/// A symlink planted at the lock's path is not followed (its target is
+/// not truncated), and the run stops before it starts.
+#[test]
+fn a_symlink_at_the_lock_path_is_refused_and_its_target_untouched() {
+    let case = Case::new();
+    let state = case.path("state");
+    std::fs::create_dir_all(state.join("locks")).expect("locks dir");
+    let target = case.write("precious", "keep me\n");
+    std::os::unix::fs::symlink(&target, state.join("locks/ok.lock")).expect("symlink");
+    let out = run(fleetfix(case.dir.path())
+        .current_dir(case.dir.path())
+        .env("FLEETFIX_STATE_DIR", &state)
+        .args(["run", "pb.toml"]));
+    assert_eq!(out.code, 2, "{}", out.dump());
+    assert!(out.stderr.contains("ok.lock"), "{}", out.dump());
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("target"),
+        "keep me\n"
+    );
+}
+
+/// A closed stdout (`fleetfix nodes | head -1`) ends the output quietly:
+/// no panic, exit 0; a run piped the same way keeps its exit code and
+/// completes its journal.
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    use std::io::{BufRead, BufReader};
+    let case = Case::new();
+    let mut many = String::from("[defaults]\nuser = \"ops\"\n");
+    for i in 0..2000 {
+        many.push_str(&format!("[nodes.n{i}]\nhost = \"127.0.0.1\"\n"));
+    }
+    case.write("inventory.toml", &many);
+    let mut child = fleetfix(case.dir.path())
+        .current_dir(case.dir.path())
+        .args(["nodes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut first = String::new();
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
+    while !first.contains("node") {
+        first.clear();
+        lines.read_line(&mut first).expect("a line");
+    }
+    drop(lines);
+    let out = Run::from(child.wait_with_output().expect("wait"));
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(!out.stderr.contains("panicked"), "{}", out.dump());
+    assert!(first.contains("node"), "{first}");
+    // A run whose stdout is gone from the start: check's verdict and the
+    // journal of a run are unaffected (the run here is `exec` on no
+    // reachable node, so it ends at once: exit 6).
+    case.write(
+        "inventory.toml",
+        "[nodes.a]\nhost = \"127.0.0.1\"\nport = 1\n",
+    );
+    let mut child = fleetfix(case.dir.path())
+        .current_dir(case.dir.path())
+        .env("FLEETFIX_STATE_DIR", case.path("state"))
+        .args(["run", "-y", "pb.toml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = Run::from(child.wait_with_output().expect("wait"));
+    assert_eq!(out.code, 6, "{}", out.dump());
+    assert!(!out.stderr.contains("panicked"), "{}", out.dump());
+    let journals: Vec<_> = std::fs::read_dir(case.path("state/runs"))
+        .expect("runs dir")
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(journals.len(), 1);
+    let journal = std::fs::read_to_string(journals[0].path()).expect("journal");
+    assert!(journal.contains("\"event\":\"run_finished\""), "{journal}");
+}

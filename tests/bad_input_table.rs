@@ -446,6 +446,12 @@ const CASES: &[Bad] = &[
         "pb.toml:4:",
         "undefined variable",
     ),
+    // (minijinja's lexer panicked on this, found by tests/fuzz.rs)
+    pb(
+        "name = \"x\"\n[[steps]]\nrun = \"a\"\nwhen = \"}} ${{\"\n",
+        "pb.toml:4:",
+        "has no place in an expression",
+    ),
     // ---- http, upload, gates, secrets
     pb(
         "name = \"x\"\n[[steps]]\nhttp = { url = \"http://h/\", via = \"carrier-pigeon\" }\n",

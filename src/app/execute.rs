@@ -80,7 +80,8 @@ pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error>
             // A state dir fleetfix may not use (not writable, or writable
             // by every user) is the environment's bad input: nothing ran.
             lock::LockError::Io { source, .. }
-                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+                if source.kind() == std::io::ErrorKind::PermissionDenied
+                    || source.raw_os_error() == Some(libc::ELOOP) =>
             {
                 let text = e.to_string();
                 let (message, hint) = text.split_once("\nhint: ").unwrap_or((&text, ""));
