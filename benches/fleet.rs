@@ -38,7 +38,7 @@
 //!
 //! Must run as root (the sshd harness needs it).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::collections::{HashMap, HashSet};

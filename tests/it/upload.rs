@@ -1,12 +1,10 @@
 //! `upload` steps against real sshd nodes: atomic, idempotent, templated.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::Fleet;
-use common::cli::{Run, fleetfix, playbook, run_json_on};
+use crate::common::Fleet;
+use crate::common::cli::{Run, fleetfix, playbook, run_json_on};
 use serde_json::Value;
 
 fn run_json(fleet: &Fleet, pb: &std::path::Path, extra: &[&str]) -> Run {

@@ -2,10 +2,8 @@
 //! Debian's dropbear and tinysshd (one channel per connection, no signals,
 //! no port forwarding), a chatty `~/.bashrc`, a refusing `nologin`.
 
-mod common;
-
-use common::cli::{Run, finish, fleetfix, json_run, playbook, run, signal, spawn, wait_for};
-use common::servers::{Daemon, Host, Servers};
+use crate::common::cli::{Run, finish, fleetfix, json_run, playbook, run, signal, spawn, wait_for};
+use crate::common::servers::{Daemon, Host, Servers};
 
 /// `fleetfix run` on every server, JSON events out.
 fn run_on(servers: &Servers, pb: &std::path::Path, extra: &[&str]) -> Run {

@@ -2,16 +2,14 @@
 //! against real sshd nodes, checking the live per-node lines, the overall
 //! bar, the redraws and the final table.
 
-mod common;
-
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::Fleet;
-use common::cli::playbook;
+use crate::common::Fleet;
+use crate::common::cli::playbook;
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use regex::Regex;
 

@@ -1,8 +1,6 @@
 //! The playbooks and inventory in the repository are valid as shipped.
 
-mod common;
-
-use common::cli::{fleetfix, run};
+use crate::common::cli::{fleetfix, run};
 
 #[test]
 fn every_shipped_playbook_checks_against_the_shipped_inventory() {

@@ -4,12 +4,10 @@
 //! connects anywhere: every node of the inventory is a TCP listener of
 //! this test that must see no connection.
 
-mod common;
-
 use std::io::ErrorKind;
 use std::net::TcpListener;
 
-use common::cli::{Run, fleetfix, run};
+use crate::common::cli::{Run, fleetfix, run};
 
 /// Where the bad input is.
 enum In {
@@ -446,7 +444,7 @@ const CASES: &[Bad] = &[
         "pb.toml:4:",
         "undefined variable",
     ),
-    // (minijinja's lexer panicked on this, found by tests/fuzz.rs)
+    // (minijinja's lexer panicked on this, found by tests/it/fuzz.rs)
     pb(
         "name = \"x\"\n[[steps]]\nrun = \"a\"\nwhen = \"}} ${{\"\n",
         "pb.toml:4:",

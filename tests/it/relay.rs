@@ -1,14 +1,12 @@
 //! The relay remediation end to end: the shipped relay playbooks, with only
 //! `--inventory` and `--var` overrides, against three nodes that each run
-//! their own OpenSSH sshd and their own dockerd (see `common::lab`).
-
-mod common;
+//! their own OpenSSH sshd and their own dockerd (see `crate::common::lab`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::cli::Run;
-use common::lab::{BROKEN, Lab, NEW, OLD, VERCEL_TEAM, VERCEL_TOKEN};
+use crate::common::cli::Run;
+use crate::common::lab::{BROKEN, Lab, NEW, OLD, VERCEL_TEAM, VERCEL_TOKEN};
 use serde_json::Value;
 
 /// node → status of every `node_finished` event.

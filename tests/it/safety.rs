@@ -2,14 +2,12 @@
 //! surviving SIGINT and SIGKILL, `--resume`, secrets kept out of every sink,
 //! and reports a real JUnit consumer reads.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Fleet;
-use common::cli::{finish, fleetfix, playbook, run, signal, spawn, wait_for};
+use crate::common::Fleet;
+use crate::common::cli::{finish, fleetfix, playbook, run, signal, spawn, wait_for};
 use serde_json::Value;
 
 fn state(fleet: &Fleet) -> PathBuf {

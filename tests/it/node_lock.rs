@@ -4,16 +4,14 @@
 //! with the first run's connection (a command of it still running on the
 //! node holds it until it ends), however that connection ends.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::Fleet;
-use common::cli::{Run, finish, json_run, playbook, run, signal, spawn, wait_for};
+use crate::common::Fleet;
+use crate::common::cli::{Run, finish, json_run, playbook, run, signal, spawn, wait_for};
 
 const ROLL: &str = r#"
 name = "roll"

@@ -76,23 +76,23 @@ const TOKENS: &[&str] = &[
 const CORPUS: &[(&str, &str)] = &[
     (
         "relay-rollout",
-        include_str!("../playbooks/relay-rollout.toml"),
+        include_str!("../../playbooks/relay-rollout.toml"),
     ),
     (
         "relay-verify",
-        include_str!("../playbooks/relay-verify.toml"),
+        include_str!("../../playbooks/relay-verify.toml"),
     ),
     (
         "relay-diagnose",
-        include_str!("../playbooks/relay-diagnose.toml"),
+        include_str!("../../playbooks/relay-diagnose.toml"),
     ),
     (
         "demo-rollout",
-        include_str!("../playbooks/demo-rollout.toml"),
+        include_str!("../../playbooks/demo-rollout.toml"),
     ),
 ];
 
-const INVENTORY: &str = include_str!("../inventory.toml");
+const INVENTORY: &str = include_str!("../../inventory.toml");
 
 /// One edit of a text: at a position (as a fraction of its length),
 /// insert, delete or replace with a token or arbitrary text.

@@ -1,12 +1,10 @@
 //! The step shell: one `sh` per connection runs every step of the node
 //! (the transport's fast path), against real sshd.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::Fleet;
-use common::cli::{
+use crate::common::Fleet;
+use crate::common::cli::{
     finish, fleetfix, json_run, playbook, run, run_json_on, signal, spawn, wait_for,
 };
 use serde_json::Value;

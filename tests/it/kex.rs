@@ -3,10 +3,8 @@
 //! configured to offer only that one, and what was negotiated read back
 //! from the server's own log.
 
-mod common;
-
-use common::cli::{json_run, playbook, run};
-use common::servers::{Daemon, Host, Servers};
+use crate::common::cli::{json_run, playbook, run};
+use crate::common::servers::{Daemon, Host, Servers};
 
 /// Starts one sshd per `(name, host)`, runs a step on each, and checks
 /// that the server's log shows `log_line` for it.

@@ -1,13 +1,11 @@
 //! `http` steps against real sshd nodes: from the runner and tunnelled
 //! through the node's SSH connection.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Fleet;
-use common::cli::{Run, fleetfix, playbook, run, run_json_on};
-use common::http::CannedServer;
+use crate::common::Fleet;
+use crate::common::cli::{Run, fleetfix, playbook, run, run_json_on};
+use crate::common::http::CannedServer;
 use serde_json::Value;
 
 fn run_json(fleet: &Fleet, pb: &std::path::Path) -> Run {
@@ -250,16 +248,16 @@ fn a_self_signed_server_needs_insecure_tls() {
 #[test]
 fn via_ssh_reaches_what_only_the_node_can_reach() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut ns = common::netns::Netns::create();
-    let (conf, kh_line) = common::netns::sshd_setup(dir.path(), "node", ns.ns_ip, 22);
-    let key = common::netns::client_key(dir.path());
+    let mut ns = crate::common::netns::Netns::create();
+    let (conf, kh_line) = crate::common::netns::sshd_setup(dir.path(), "node", ns.ns_ip, 22);
+    let key = crate::common::netns::client_key(dir.path());
     let sshd_log = dir.path().join("sshd.log");
     ns.spawn(
         "/usr/sbin/sshd",
         &["-D", "-e", "-f", conf.to_str().expect("utf8")],
         &sshd_log,
     );
-    common::netns::Netns::wait_for(&sshd_log, "Server listening");
+    crate::common::netns::Netns::wait_for(&sshd_log, "Server listening");
     // An HTTP server on the namespace's own loopback.
     let web_log = dir.path().join("web.log");
     let server = dir.path().join("server.py");
@@ -275,7 +273,7 @@ fn via_ssh_reaches_what_only_the_node_can_reach() {
     )
     .expect("server.py");
     ns.spawn("python3", &[server.to_str().expect("utf8")], &web_log);
-    common::netns::Netns::wait_for(&web_log, "serving");
+    crate::common::netns::Netns::wait_for(&web_log, "serving");
     std::thread::sleep(Duration::from_millis(200));
     // The runner cannot reach it: 127.0.0.1 here is another machine.
     assert!(

@@ -1,14 +1,12 @@
 //! `fleetfix demo`: the embedded fleet (russh server nodes on 127.0.0.1)
 //! and the demo rollout through the normal runner; `--serve` as a sandbox.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cli::{Run, fleetfix, run};
+use crate::common::cli::{Run, fleetfix, run};
 use serde_json::Value;
 
 fn s(v: &Value) -> String {

@@ -1,9 +1,7 @@
 //! Jump hosts: nodes reachable only from a bastion's network namespace.
 
-mod common;
-
-use common::cli::{Run, fleetfix, playbook, run};
-use common::netns::{Netns, client_key, sshd_setup};
+use crate::common::cli::{Run, fleetfix, playbook, run};
+use crate::common::netns::{Netns, client_key, sshd_setup};
 
 struct Site {
     dir: tempfile::TempDir,

@@ -1,9 +1,7 @@
 //! Host key verification and unreachable nodes, against real sshd.
 
-mod common;
-
-use common::Fleet;
-use common::cli::{Run, fleetfix, playbook, run};
+use crate::common::Fleet;
+use crate::common::cli::{Run, fleetfix, playbook, run};
 use serde_json::Value;
 
 const PLAYBOOK: &str = r#"
@@ -306,7 +304,7 @@ fn login_with_an_openssh_user_certificate() {
     // A CA the fleet's sshd trusts, and a client key sshd knows only
     // through the certificate the CA signed for it.
     let ca_dir = tempfile::tempdir().expect("tempdir");
-    let keygen = common::cli::ssh_keygen;
+    let keygen = crate::common::cli::ssh_keygen;
     let ca = ca_dir.path().join("ca");
     let key = ca_dir.path().join("certified");
     keygen(&[
@@ -367,7 +365,7 @@ fn login_with_an_openssh_user_certificate() {
 #[test]
 fn a_host_certificate_is_accepted_through_cert_authority() {
     let ca_dir = tempfile::tempdir().expect("tempdir");
-    let keygen = common::cli::ssh_keygen;
+    let keygen = crate::common::cli::ssh_keygen;
     let ca = ca_dir.path().join("host_ca");
     keygen(&[
         "-q",

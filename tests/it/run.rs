@@ -1,11 +1,9 @@
 //! `fleetfix run` against real OpenSSH sshd nodes on loopback.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::Fleet;
-use common::cli::{fleetfix, playbook, run};
+use crate::common::Fleet;
+use crate::common::cli::{fleetfix, playbook, run};
 use serde_json::Value;
 
 fn events_of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {

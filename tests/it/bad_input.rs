@@ -1,11 +1,9 @@
 //! Bad input of SPEC section 9: each exits 2 with a clear one-paragraph
 //! error naming the file and line, never a panic. No node is contacted.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::cli::{Run, fleetfix, run};
+use crate::common::cli::{Run, fleetfix, run};
 
 const INVENTORY: &str = r#"
 [defaults]
@@ -465,7 +463,10 @@ fn a_huge_line_is_shown_as_a_window_around_the_caret() {
         .iter()
         .position(|l| l.starts_with("4 | "))
         .expect("source line");
-    let caret = lines[src + 1].chars().position(|c| c == '^').expect("caret");
+    let caret = lines[src + 1]
+        .chars()
+        .position(|c| c == '^')
+        .expect("caret");
     let under: String = lines[src].chars().skip(caret).take(5).collect();
     assert_eq!(under, "exitt", "{}", out.stderr);
 }

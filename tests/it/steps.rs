@@ -1,12 +1,10 @@
 //! Step fields (env, local, sudo, ignore_failure, changes) and client
 //! authentication (encrypted keys, ssh-agent) against real sshd.
 
-mod common;
-
 use std::process::{Command, Stdio};
 
-use common::Fleet;
-use common::cli::{Run, fleetfix, playbook, run, run_json_on};
+use crate::common::Fleet;
+use crate::common::cli::{Run, fleetfix, playbook, run, run_json_on};
 use serde_json::Value;
 
 fn run_json(fleet: &Fleet, inv: &std::path::Path, pb: &std::path::Path) -> Run {

@@ -1,13 +1,11 @@
 //! Safe rollouts against real sshd: batches, pause, failure budgets, gates
 //! and `--check`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Fleet;
-use common::cli::{Run, fleetfix, playbook, run};
-use common::http::CannedServer;
+use crate::common::Fleet;
+use crate::common::cli::{Run, fleetfix, playbook, run};
+use crate::common::http::CannedServer;
 use serde_json::Value;
 
 fn run_json(fleet: &Fleet, inv: &std::path::Path, pb: &std::path::Path, extra: &[&str]) -> Run {
