@@ -1,32 +1,25 @@
 //! fleetfix: run TOML playbooks over SSH across a fleet, in parallel.
 //!
-//! The executor emits one stream of [`events`]; the writers in [`output`]
-//! consume it. The SSH transport sits behind [`ssh::Connector`].
+//! The folders are the layers, each using only those below it (see
+//! ARCHITECTURE.md): `support` → `config` → `job` → `events` → `transport`
+//! → `executor` → `record` → `output` → `demo` → `app`. The executor emits
+//! one stream of [`events`]; the writers in `output` consume it, and the
+//! run's [`record`] is built from it.
 
-pub mod app;
-pub mod cli;
-pub mod demo;
-pub mod error;
-pub mod events;
-pub mod executor;
-pub mod heap;
-pub mod http;
-pub mod inventory;
-pub mod job;
-pub mod limits;
-pub mod local;
-pub mod lock;
-pub mod output;
-pub mod playbook;
-pub mod quote;
-pub mod rollout;
-pub mod runs;
-pub mod secrets;
-pub mod select;
-pub mod ssh;
-pub mod ssh_config;
-pub mod state;
-pub mod template;
-pub mod toml_source;
-pub mod upload;
-pub mod vars;
+mod app;
+mod config;
+mod demo;
+mod events;
+mod executor;
+mod job;
+mod output;
+mod record;
+mod support;
+mod transport;
+
+pub use app::cli::Cli;
+pub use app::main;
+pub use config::inventory::Inventory;
+pub use config::playbook::Playbook;
+pub use job::{Job, JobOptions};
+pub use support::error::{Error, SourceFile};

@@ -1,6 +1,6 @@
 use clap::Parser;
 
 fn main() {
-    let cli = fleetfix::cli::Cli::parse();
-    std::process::exit(fleetfix::app::main(cli));
+    let cli = fleetfix::Cli::parse();
+    std::process::exit(fleetfix::main(cli));
 }

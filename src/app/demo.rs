@@ -2,10 +2,10 @@
 //! playbook out on it through the normal runner, or (`--serve`) keep it up
 //! for any playbook until Ctrl-C.
 
-use crate::cli::{Common, Connection, OutputFormat, Outputs};
+use crate::app::cli::{Common, Connection, OutputFormat, Outputs};
+use crate::config::playbook::Playbook;
 use crate::demo::{self, Fleet, Verdict};
-use crate::error::Error;
-use crate::playbook::Playbook;
+use crate::support::error::Error;
 
 use super::execute::{self, RunArgs, set_limits};
 

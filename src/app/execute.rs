@@ -6,19 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::prepare;
-use crate::cli::{Common, Connection, OutputFormat, Outputs, Progress};
-use crate::error::Error;
+use crate::app::cli::{Common, Connection, OutputFormat, Outputs, Progress};
+use crate::config::playbook::Playbook;
 use crate::events::{Event, EventSink};
 use crate::executor::{self, Control, ExecOptions};
 use crate::job::Job;
-use crate::output::journal::Journal;
 use crate::output::junit::JunitReport;
 use crate::output::report::{self, JsonReport};
 use crate::output::{self, Bars, ExecGrouped, JsonLines, PlainLines, Reporter, SummaryTable};
-use crate::playbook::Playbook;
-use crate::ssh::known_hosts::KnownHosts;
-use crate::ssh::{Credentials, SshConnector, SshOptions};
-use crate::{limits, lock, runs, state};
+use crate::record::journal::Journal;
+use crate::support::error::Error;
+use crate::transport::ssh::known_hosts::KnownHosts;
+use crate::transport::ssh::{Credentials, SshConnector, SshOptions};
+use crate::{app::lock, record, support::limits, support::state};
 
 /// What `run` and `exec` were asked for beyond the job itself.
 pub(super) struct RunArgs<'a> {
@@ -47,7 +47,7 @@ pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error>
         .conn
         .known_hosts
         .clone()
-        .unwrap_or_else(crate::ssh::default_known_hosts_path);
+        .unwrap_or_else(crate::transport::ssh::default_known_hosts_path);
     let known_hosts = Arc::new(KnownHosts::load(&kh_path)?);
     for (path, option) in [
         (&args.outputs.report, "--report"),
@@ -144,8 +144,8 @@ fn unfinished_in(
     id: &str,
     playbook: &str,
 ) -> Result<HashSet<String>, Error> {
-    let detail = runs::load(state, id)?;
-    let targets = runs::resume_targets(&detail);
+    let detail = record::load(state, id)?;
+    let targets = record::resume_targets(&detail);
     if targets.playbook != playbook {
         return Err(Error::input(
             format!(

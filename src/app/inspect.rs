@@ -3,11 +3,11 @@
 use std::path::Path;
 
 use super::prepare;
-use crate::cli::{Common, OutputFormat};
-use crate::error::Error;
+use crate::app::cli::{Common, OutputFormat};
+use crate::config::playbook::{Action, Playbook};
+use crate::config::vars;
 use crate::job::{Job, StepRef};
-use crate::playbook::{Action, Playbook};
-use crate::vars;
+use crate::support::error::Error;
 
 pub(super) fn check(path: &Path, common: &Common) -> Result<i32, Error> {
     let job = prepare(Playbook::load(path)?, common, None, false)?;
@@ -115,7 +115,7 @@ fn plan_step(job: &Job, r: StepRef, vars: &mut vars::Vars, out: &mut String) -> 
 
 pub(super) fn nodes(common: &Common) -> Result<i32, Error> {
     let inventory = super::load_inventory(common)?;
-    let chosen = crate::select::select(&inventory.nodes, common.limit.as_deref())?;
+    let chosen = crate::config::select::select(&inventory.nodes, common.limit.as_deref())?;
     if common.output == OutputFormat::Json {
         for &i in &chosen {
             let n = &inventory.nodes[i];
@@ -159,12 +159,12 @@ pub(super) fn nodes(common: &Common) -> Result<i32, Error> {
 }
 
 pub(super) fn runs(id: Option<&str>, _common: &Common) -> Result<i32, Error> {
-    let state = crate::state::state_dir();
+    let state = crate::support::state::state_dir();
     match id {
-        None => crate::output::print(&crate::runs::render_list(&crate::runs::list(&state)?)),
-        Some(id) => {
-            crate::output::print(&crate::runs::render_detail(&crate::runs::load(&state, id)?))
-        }
+        None => crate::output::print(&crate::record::render_list(&crate::record::list(&state)?)),
+        Some(id) => crate::output::print(&crate::record::render_detail(&crate::record::load(
+            &state, id,
+        )?)),
     }
     Ok(0)
 }

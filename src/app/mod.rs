@@ -1,23 +1,25 @@
 //! The commands: load inputs, build a job, wire the executor to its writers.
 //! Returns the process exit code; errors are rendered here, once.
 
+pub mod cli;
 mod demo;
 mod execute;
 mod inspect;
+pub mod lock;
 
 use std::path::PathBuf;
 
-use crate::cli::{Cli, Command, Common};
-use crate::error::Error;
-use crate::inventory::Inventory;
+use crate::app::cli::{Cli, Command, Common};
+use crate::config::inventory::Inventory;
+use crate::config::playbook::Playbook;
+use crate::config::toml_source::{self, Zero};
+use crate::config::vars;
 use crate::job::{Job, JobOptions};
-use crate::playbook::Playbook;
-use crate::toml_source::{self, Zero};
-use crate::vars;
+use crate::support::error::Error;
 
 /// Runs the parsed command line; the returned value is the exit code.
 pub fn main(cli: Cli) -> i32 {
-    crate::heap::tune();
+    crate::support::heap::tune();
     let common = match &cli.command {
         Command::Run { common, .. }
         | Command::Check { common, .. }

@@ -14,9 +14,10 @@ use russh::server::Config;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::node::{NodeHandler, NodeSpec};
+use super::node::NodeHandler;
 use super::service::FIRST_VERSION;
-use crate::error::Error;
+use super::spec::NodeSpec;
+use crate::support::error::Error;
 
 /// A running demo fleet; dropping it stops every node and removes its files.
 pub struct Fleet {

@@ -5,12 +5,13 @@
 mod fleet;
 mod node;
 mod service;
+mod spec;
 mod verdict;
 
 pub use fleet::{Fleet, node_names};
 pub use verdict::Verdict;
 
-use crate::error::Error;
+use crate::support::error::Error;
 
 /// The demo rollout, shipped inside the binary.
 pub const PLAYBOOK: &str = include_str!("../../playbooks/demo-rollout.toml");

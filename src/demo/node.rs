@@ -5,7 +5,6 @@
 //! `127.0.0.1:SERVICE_PORT` reaches the node's HTTP service.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -17,19 +16,10 @@ use russh::{Channel, ChannelId, ChannelOpenFailure};
 use tokio::io::AsyncWriteExt;
 
 use super::service;
+use super::spec::NodeSpec;
 
 /// The port a node's HTTP service answers on, through the SSH tunnel.
 pub const SERVICE_PORT: u32 = 8088;
-
-/// What makes one node itself.
-#[derive(Debug)]
-pub struct NodeSpec {
-    pub name: String,
-    /// The sandbox: commands run here; `version` says what the node runs.
-    pub dir: PathBuf,
-    /// Told to fail: its service breaks on any version but the first.
-    pub fail: bool,
-}
 
 /// The SSH session handler of one client connection to one node.
 pub struct NodeHandler {
@@ -150,7 +140,7 @@ async fn run_command(channel: Channel<Msg>, command: String, node: Arc<NodeSpec>
         .process_group(0)
         .kill_on_drop(true);
     // SAFETY: child_limits only calls getrlimit and setrlimit.
-    unsafe { cmd.pre_exec(crate::limits::child_limits) };
+    unsafe { cmd.pre_exec(crate::support::limits::child_limits) };
     let spawned = cmd.spawn();
     let (mut read, write) = channel.split();
     let mut child = match spawned {

@@ -12,7 +12,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::node::NodeSpec;
+use super::spec::NodeSpec;
 
 /// The version every demo node starts with.
 pub const FIRST_VERSION: &str = "0.1.0";

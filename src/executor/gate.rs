@@ -7,8 +7,8 @@ use super::Shared;
 use super::node::{check_expect, script_input};
 use crate::events::Event;
 use crate::job::{GateRun, RenderedGate};
-use crate::local;
-use crate::ssh::{Connector, ExecRequest};
+use crate::transport::local;
+use crate::transport::{Connector, ExecRequest};
 
 /// Runs every gate in order; the first failure stops the run.
 pub(super) async fn run_all<C: Connector>(shared: &Shared<C>, batch: usize) {
@@ -89,7 +89,7 @@ async fn once<C: Connector>(
             };
             match local::exec(&req).await {
                 Ok(out) => check_expect(&out, command_expect, timeout, false).map(|why| {
-                    let tail = crate::output::last_lines(&out.stderr.text(), 3);
+                    let tail = crate::support::text::last_lines(&out.stderr.text(), 3);
                     if tail.is_empty() {
                         why
                     } else {

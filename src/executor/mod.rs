@@ -14,13 +14,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use node::script_input;
-
+use crate::config::rollout::Size;
 use crate::events::{Event, EventSink, NodeStatus, Summary};
-use crate::http;
 use crate::job::Job;
-use crate::rollout::Size;
-use crate::ssh::Connector;
+use crate::transport::Connector;
+use crate::transport::http;
 
 /// Default cap of captured output per stream and step.
 pub const DEFAULT_OUTPUT_CAP: usize = 256 * 1024;

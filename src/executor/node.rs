@@ -5,13 +5,15 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::Shared;
+use crate::config::playbook::Action;
+use crate::config::vars::Vars;
 use crate::events::{Event, NodeStatus, StepResult, StepStatus};
 use crate::job::{RenderedExpect, RenderedStep, StepRef};
-use crate::playbook::Action;
-use crate::quote::shell_quote;
-use crate::ssh::{Ahead, Connector, ExecOutput, ExecRequest, ExitStatus, Session, SessionError};
-use crate::vars::Vars;
-use crate::{local, upload};
+use crate::support::quote::shell_quote;
+use crate::transport::{
+    Ahead, Connector, ExecOutput, ExecRequest, ExitStatus, Session, SessionError,
+};
+use crate::{job::upload, transport::local};
 
 /// Steps sent ahead of their turn at most (see [`NodeRun::ahead`]).
 const AHEAD_STEPS: usize = 8;
@@ -412,7 +414,7 @@ impl<C: Connector> NodeRun<'_, C> {
         let kill = &self.shared.opts.control.kill;
         let sent = async {
             if *via_ssh {
-                crate::http::send_via(self.session, req, cap).await
+                crate::transport::http::send_via(self.session, req, cap).await
             } else {
                 self.shared.http()?.send(req, cap).await
             }
@@ -425,8 +427,10 @@ impl<C: Connector> NodeRun<'_, C> {
         };
         let resp = match resp {
             Ok(resp) => resp,
-            Err(crate::http::SendError::Lost(m)) => return Err(SessionError::Lost(m)),
-            Err(crate::http::SendError::Failed(m)) => return Ok(Attempt::failed(m, false)),
+            Err(crate::transport::http::SendError::Lost(m)) => return Err(SessionError::Lost(m)),
+            Err(crate::transport::http::SendError::Failed(m)) => {
+                return Ok(Attempt::failed(m, false));
+            }
         };
         let capture = match capture_header {
             Some(h) => resp.header(h).unwrap_or_default().to_string(),
@@ -705,7 +709,7 @@ mod tests {
     }
 
     fn output(code: i32, stdout: &str, stderr: &str) -> ExecOutput {
-        let cap = |s: &str| crate::ssh::Captured {
+        let cap = |s: &str| crate::transport::Captured {
             bytes: s.as_bytes().to_vec(),
             dropped: 0,
         };
@@ -757,7 +761,7 @@ mod tests {
                 .is_some_and(|w| w.contains("stderr contains"))
         );
         let timed_out = ExecOutput {
-            status: ExitStatus::TimedOut(crate::ssh::Ending::Ended),
+            status: ExitStatus::TimedOut(crate::transport::Ending::Ended),
             ..output(0, "", "")
         };
         assert!(

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{Reporter, human_duration};
+use super::Reporter;
 use crate::events::{Event, NodeStatus, Stamped};
+use crate::support::text::human_duration;
 
 /// Runs with more nodes than this print only problems above the bars.
 const ECHO_ALL_UP_TO: usize = 50;

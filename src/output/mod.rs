@@ -4,7 +4,6 @@
 //! the journal is written on the executor's thread (see [`EventSink`]).
 
 mod bars;
-pub mod journal;
 mod json;
 pub mod junit;
 mod plain;
@@ -21,19 +20,9 @@ pub use json::JsonLines;
 pub use plain::{ExecGrouped, PlainLines};
 pub use summary::SummaryTable;
 
+use crate::config::secrets::Masker;
+pub use crate::events::Reporter;
 use crate::events::{EventSink, Inline, Stamped};
-use crate::secrets::Masker;
-
-/// A consumer of the event stream.
-pub trait Reporter: Send {
-    fn event(&mut self, ev: &Stamped);
-    /// Called whenever no further event is waiting: write out what is
-    /// buffered. A busy run then costs one write per burst, not per event,
-    /// and nothing waits longer than the writer takes to catch up.
-    fn idle(&mut self) {}
-    /// Called once after the last event.
-    fn finish(&mut self) {}
-}
 
 /// How long the writer thread lets events gather once a burst came in.
 /// A busy run then wakes it (and the executor pays a thread wake-up) once
@@ -102,12 +91,6 @@ pub fn spawn(
     (sink, Writers { thread, inline })
 }
 
-/// Shortens text to its last `n` non-empty lines (for failure details).
-pub fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 /// Writes `text` to stdout. A closed stdout (its reader went away, as with
 /// `fleetfix nodes | head`) ends the output quietly instead of a panic:
 /// what is left is dropped, and the run, its journal and its exit code go
@@ -121,17 +104,6 @@ pub fn print(text: &str) {
 /// [`print`] and a newline.
 pub fn println(text: &str) {
     print(&format!("{text}\n"));
-}
-
-/// `1.2s`, `850ms`, `2m03s`.
-pub fn human_duration(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    } else {
-        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
-    }
 }
 
 /// What an interrupt means, for people.

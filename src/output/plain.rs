@@ -3,8 +3,9 @@
 
 use std::io::Write;
 
-use super::{Reporter, human_duration, last_lines};
+use super::Reporter;
 use crate::events::{Event, Stamped, StepStatus};
+use crate::support::text::{human_duration, last_lines};
 
 /// One line per step result (and per unreachable node), for logs and cron.
 #[derive(Default)]

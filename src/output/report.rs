@@ -9,8 +9,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::Reporter;
-use crate::error::Error;
 use crate::events::{Event, NodeStatus, Stamped, StepResult, Summary};
+use crate::support::error::Error;
 
 /// Collects the run's events and writes the report on `finish`.
 pub struct JsonReport {

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{Cell, ColumnConstraint, ContentArrangement, Table, Width};
 
-use super::{Reporter, human_duration, last_lines};
+use super::Reporter;
 use crate::events::{Event, NodeStatus, Stamped, StepStatus, Summary};
+use crate::support::text::{human_duration, last_lines};
 
 /// What the summary shows of one node.
 #[derive(Debug, Default, Clone)]

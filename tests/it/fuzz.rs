@@ -9,10 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use fleetfix::error::{Error, SourceFile};
-use fleetfix::inventory::Inventory;
-use fleetfix::job::{Job, JobOptions};
-use fleetfix::playbook::Playbook;
+use fleetfix::Inventory;
+use fleetfix::Playbook;
+use fleetfix::{Error, SourceFile};
+use fleetfix::{Job, JobOptions};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
