@@ -16,6 +16,7 @@ mod kex;
 mod node_lock;
 mod reach;
 mod relay;
+mod rendered_errors;
 mod rollout;
 mod run;
 mod safety;
