@@ -4,9 +4,8 @@
 //! `mmap` and returns it with `munmap` when freed, so a buffer of that size
 //! made again (the TOML parser's token and event lists, a 1,000-node
 //! inventory's tables) faults its pages in from zero each time. Kept in
-//! the heap, freed memory is reused instead: `fleetfix check` of a
-//! 1,000-node inventory takes ~320 fewer page faults (1,767 to 1,443) and
-//! ~2 ms less (20.8 to 18.9 ms median, 61 interleaved runs each).
+//! the heap, freed memory is reused instead (what that saves is measured
+//! in BENCHMARKS.md, "Why it is built so").
 
 /// The largest allocation served from the heap; glibc takes no more
 /// (`HEAP_MAX_SIZE / 2` on 64-bit). Anything larger (a huge upload) still

@@ -22,7 +22,7 @@ static MEMLOCK_SOFT: OnceLock<u64> = OnceLock::new();
 ///
 /// russh's packet buffers (`CryptoVec`) lock every allocation in RAM and
 /// unlock it when freed: four syscalls and two splits of the memory map
-/// per buffer, ~5% of the runner's CPU per host. OpenSSH's `ssh` locks
+/// per buffer (its cost: BENCHMARKS.md, "Why it is built so"). OpenSSH's `ssh` locks
 /// none of its packet buffers, and the data in them (scripts, output,
 /// secrets included) sits in fleetfix's ordinary memory anyway, so the
 /// locking protects nothing here. With a zero soft limit and without
