@@ -6,6 +6,8 @@
 
 mod common;
 
+mod architecture;
+
 mod bad_input;
 mod bad_input_table;
 mod demo;
