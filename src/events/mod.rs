@@ -446,3 +446,212 @@ impl EventSink {
         let _ = self.tx.send(stamped);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of every event kind, with optional fields both set and unset.
+    fn every_event() -> Vec<Event> {
+        let step = |error: Option<&str>, exit: Option<i32>| StepResult {
+            node: "dfw1".into(),
+            step: "pull \"image\"".into(),
+            index: 2,
+            on_failure: error.is_some(),
+            status: StepStatus::Failed,
+            attempt: 3,
+            exit,
+            stdout: "out\n".into(),
+            stderr: "é ⏎ \u{1b}[1m".into(),
+            duration_ms: 1500,
+            error: error.map(String::from),
+        };
+        let summary = |stopped: Option<StopReason>, exit_code| Summary {
+            nodes: 5,
+            counts: NodeCounts {
+                ok: 1,
+                changed: 1,
+                failed: 1,
+                unreachable: 1,
+                not_run: 1,
+            },
+            exit_code,
+            duration_ms: 9000,
+            stopped,
+            check: true,
+        };
+        let mut events = vec![
+            Event::RunStarted {
+                run_id: "20261126T101500Z-3fa2".into(),
+                playbook: "relay-rollout".into(),
+                nodes: vec!["dfw1".into(), "ord1".into()],
+                batches: vec![1, 1],
+                check: false,
+            },
+            Event::BatchStarted {
+                batch: 1,
+                batches: 2,
+                nodes: vec!["dfw1".into()],
+            },
+            Event::NodeStarted {
+                node: "dfw1".into(),
+            },
+            Event::StepStarted {
+                node: "dfw1".into(),
+                step: "pull".into(),
+                index: 0,
+                steps: 3,
+                attempt: 1,
+                on_failure: false,
+            },
+            Event::StepFinished(step(None, None)),
+            Event::StepFinished(step(Some("exit code 1, expected 0"), Some(1))),
+            Event::NodeFinished {
+                node: "dfw1".into(),
+                status: NodeStatus::Failed,
+                error: Some("step `pull` failed".into()),
+                duration_ms: 2000,
+                report: [("running_image".to_string(), "v2".to_string())].into(),
+            },
+            Event::NodeFinished {
+                node: "ord1".into(),
+                status: NodeStatus::NotRun,
+                error: None,
+                duration_ms: 0,
+                report: BTreeMap::new(),
+            },
+            Event::BatchFinished { batch: 1 },
+            Event::GateFinished {
+                batch: 1,
+                gate: "endpoint".into(),
+                ok: false,
+                attempt: 2,
+                error: Some("status 502".into()),
+                duration_ms: 80,
+            },
+            Event::GateFinished {
+                batch: 1,
+                gate: "endpoint".into(),
+                ok: true,
+                attempt: 1,
+                error: None,
+                duration_ms: 80,
+            },
+            Event::Interrupted {
+                grace_secs: 10,
+                kill: true,
+            },
+            Event::RunFinished {
+                summary: summary(None, ExitCode::Ok),
+            },
+        ];
+        for (why, code) in [
+            (StopReason::Interrupted, ExitCode::Stopped),
+            (
+                StopReason::Budget(
+                    "failed budget spent: 2 of 5 nodes failed (max_failed = 1)".into(),
+                ),
+                ExitCode::Stopped,
+            ),
+            (
+                StopReason::Gate("gate `endpoint` failed after batch 1: status 502".into()),
+                ExitCode::Stopped,
+            ),
+            (
+                StopReason::Locked(
+                    "node dfw1 is locked by another run of `relay-rollout`: run r1".into(),
+                ),
+                ExitCode::Locked,
+            ),
+        ] {
+            events.push(Event::RunFinished {
+                summary: summary(Some(why), code),
+            });
+        }
+        for status in [
+            StepStatus::Ok,
+            StepStatus::Changed,
+            StepStatus::Skipped,
+            StepStatus::WouldRun,
+            StepStatus::WouldSkip,
+        ] {
+            events.push(Event::StepFinished(StepResult {
+                status,
+                ..step(None, Some(0))
+            }));
+        }
+        for status in [NodeStatus::Ok, NodeStatus::Changed, NodeStatus::Unreachable] {
+            events.push(Event::NodeFinished {
+                node: "n".into(),
+                status,
+                error: None,
+                duration_ms: 1,
+                report: BTreeMap::new(),
+            });
+        }
+        events
+    }
+
+    #[test]
+    fn every_event_reads_back_and_writes_the_same_line() {
+        let ts: jiff::Timestamp = "2026-11-26T10:15:00.123456789Z".parse().unwrap();
+        for event in every_event() {
+            let written = Stamped::new(ts, event.clone());
+            let line = written.json_line();
+            let read: Stamped = serde_json::from_slice(line).unwrap();
+            assert_eq!(read.ts, ts);
+            assert_eq!(read.event, event);
+            assert_eq!(
+                std::str::from_utf8(read.json_line()).unwrap(),
+                std::str::from_utf8(line).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn lines_keep_their_shape() {
+        let ts = jiff::Timestamp::UNIX_EPOCH;
+        let line = |event| String::from_utf8(Stamped::new(ts, event).json_line().to_vec()).unwrap();
+        assert_eq!(
+            line(Event::RunFinished {
+                summary: Summary {
+                    nodes: 2,
+                    exit_code: ExitCode::Stopped,
+                    stopped: Some(StopReason::Interrupted),
+                    ..Default::default()
+                }
+            }),
+            "{\"ts\":\"1970-01-01T00:00:00Z\",\"event\":\"run_finished\",\"summary\":{\"nodes\":2,\
+             \"ok\":0,\"changed\":0,\"failed\":0,\"unreachable\":0,\"not_run\":0,\"exit_code\":3,\
+             \"duration_ms\":0,\"stopped\":\"interrupted\",\"check\":false}}\n"
+        );
+        assert_eq!(
+            line(Event::NodeFinished {
+                node: "a".into(),
+                status: NodeStatus::NotRun,
+                error: None,
+                duration_ms: 0,
+                report: BTreeMap::new(),
+            }),
+            "{\"ts\":\"1970-01-01T00:00:00Z\",\"event\":\"node_finished\",\"node\":\"a\",\
+             \"status\":\"not_run\",\"error\":null,\"duration_ms\":0}\n"
+        );
+    }
+
+    #[test]
+    fn a_stop_reason_is_its_words_and_its_words_name_its_kind() {
+        for why in [
+            StopReason::Interrupted,
+            StopReason::Budget("unreachable budget spent: 3 of 9 nodes unreachable".into()),
+            StopReason::Gate("gate `g` failed after batch 2: timeout".into()),
+            StopReason::Locked("node x is locked by another run of `p`: pid 3".into()),
+        ] {
+            assert_eq!(StopReason::from_words(why.describe()), why);
+        }
+        assert_eq!(StopReason::Interrupted.exit_code(), ExitCode::Stopped);
+        assert_eq!(
+            StopReason::Locked(String::new()).exit_code(),
+            ExitCode::Locked
+        );
+    }
+}
