@@ -201,11 +201,11 @@ pub async fn run<C: Connector>(
         .unwrap_or_else(|p| p.into_inner())
         .clone()
         .filter(|s| s.always_early() || summary.counts.not_run > 0);
-    summary.exit_code = match &stopped {
+    summary.stopped = stopped;
+    summary.exit_code = match &summary.stopped {
         Some(why @ StopReason::Locked(_)) => why.exit_code(),
         _ => summary.compute_exit_code(),
     };
-    summary.stopped = stopped;
     summary.duration_ms = started.elapsed().as_millis() as u64;
     events.emit(Event::RunFinished {
         summary: summary.clone(),
