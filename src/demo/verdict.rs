@@ -20,13 +20,12 @@ impl Verdict {
     /// The demo's exit code and a closing line saying why, from the run's
     /// record and exit code.
     pub fn judge(&self, run: &RunRecord, run_exit: ExitCode) -> (ExitCode, String) {
-        // Nodes that finished, by name.
-        let mut status: Vec<(&str, NodeStatus)> = run
+        // Nodes that finished, and how.
+        let status: Vec<(&str, NodeStatus)> = run
             .nodes
             .iter()
             .filter_map(|n| n.status.map(|s| (&*n.name, s)))
             .collect();
-        status.sort_unstable_by_key(|(n, _)| *n);
         // Nodes with an `[[on_failure]]` step that ran, and that failed.
         let on_failure = |failed: bool| -> Vec<&str> {
             run.nodes
