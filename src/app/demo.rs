@@ -5,6 +5,7 @@
 use crate::app::cli::{Common, Connection, OutputFormat, Outputs};
 use crate::config::playbook::Playbook;
 use crate::demo::{self, Fleet, Verdict};
+use crate::events::ExitCode;
 use crate::support::error::Error;
 
 use super::execute::{self, RunArgs, set_limits};
@@ -17,7 +18,7 @@ pub(super) struct DemoArgs {
     pub outputs: Outputs,
 }
 
-pub(super) fn demo(args: DemoArgs) -> Result<i32, Error> {
+pub(super) fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
     set_limits();
     let names = demo::node_names(args.nodes);
     let failing = if args.serve {
@@ -57,10 +58,9 @@ pub(super) fn demo(args: DemoArgs) -> Result<i32, Error> {
         resume: None,
         lock_wait: None,
         exec: false,
-        extra: vec![Box::new(verdict.clone())],
     };
-    let code = execute::execute(Playbook::load(&fleet.playbook)?, run)?;
-    let (code, line) = verdict.judge(code);
+    let (code, record) = execute::execute(Playbook::load(&fleet.playbook)?, run)?;
+    let (code, line) = verdict.judge(&record, code);
     if common.output == OutputFormat::Json {
         eprintln!("{line}");
     } else {
@@ -73,7 +73,11 @@ pub(super) fn demo(args: DemoArgs) -> Result<i32, Error> {
 
 /// Prints where the fleet is and how to use it, then serves until Ctrl-C
 /// or SIGTERM.
-fn serve(runtime: &tokio::runtime::Runtime, fleet: &Fleet, common: &Common) -> Result<i32, Error> {
+fn serve(
+    runtime: &tokio::runtime::Runtime,
+    fleet: &Fleet,
+    common: &Common,
+) -> Result<ExitCode, Error> {
     let ports = match (fleet.ports.iter().min(), fleet.ports.iter().max()) {
         (Some(lo), Some(hi)) => format!("{lo}–{hi}"),
         _ => String::new(),
@@ -118,5 +122,5 @@ fn serve(runtime: &tokio::runtime::Runtime, fleet: &Fleet, common: &Common) -> R
         }
     });
     eprintln!("demo fleet stopped");
-    Ok(0)
+    Ok(ExitCode::Ok)
 }

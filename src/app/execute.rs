@@ -8,12 +8,15 @@ use std::time::Duration;
 use super::prepare;
 use crate::app::cli::{Common, Connection, OutputFormat, Outputs, Progress};
 use crate::config::playbook::Playbook;
-use crate::events::{Event, EventSink};
+use crate::events::{Event, EventSink, ExitCode};
 use crate::executor::{self, Control, ExecOptions};
 use crate::job::Job;
 use crate::output::junit::JunitReport;
 use crate::output::report::{self, JsonReport};
-use crate::output::{self, Bars, ExecGrouped, JsonLines, PlainLines, Reporter, SummaryTable};
+use crate::output::{
+    self, Bars, ExecGrouped, Finisher, JsonLines, PlainLines, Reporter, SummaryTable,
+};
+use crate::record::RunRecord;
 use crate::record::journal::Journal;
 use crate::support::error::Error;
 use crate::transport::ssh::known_hosts::KnownHosts;
@@ -30,12 +33,11 @@ pub(super) struct RunArgs<'a> {
     pub lock_wait: Option<Duration>,
     /// `fleetfix exec`: output grouped per node, no lock, no confirmation.
     pub exec: bool,
-    /// More consumers of the event stream (the demo's verdict).
-    pub extra: Vec<Box<dyn Reporter>>,
 }
 
-/// `run` and `exec`: lock, confirm, connect, execute, report; the exit code.
-pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error> {
+/// `run` and `exec`: lock, confirm, connect, execute, report; the exit
+/// code and the run's record (empty when nothing was run).
+pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<(ExitCode, RunRecord), Error> {
     set_limits();
     let state = state::state_dir();
     let only = match args.resume {
@@ -92,11 +94,15 @@ pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error>
             },
         })?)
     };
+    if let Some(lock) = &_lock {
+        tracing::debug!("holding the lock {}", lock.path().display());
+    }
     if !confirmed(&job, &args)? {
         eprintln!("aborted: nothing was run");
-        return Ok(3);
+        return Ok((ExitCode::Stopped, RunRecord::new()));
     }
     let journal = Journal::create(&state, &job.run.id)?;
+    tracing::debug!("journal: {}", journal.path().display());
     runtime.block_on(async {
         let connector = Arc::new(SshConnector::new(SshOptions {
             known_hosts,
@@ -110,15 +116,22 @@ pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error>
         // it back, and a step is journaled before the node's next one that
         // may change it starts (read-only ones may be sent ahead).
         let inline: Vec<Box<dyn Reporter>> = vec![Box::new(journal)];
-        let mut writers = reporters(&job, args.common, args.exec);
+        // The run's one record, fed on the writer thread; the finishers
+        // (summary, reports) render it once the run is over.
+        let (streams, mut finishers) = reporters(&job, args.common, args.exec);
         if let Some(path) = &args.outputs.report {
-            writers.push(Box::new(JsonReport::new(path.clone())));
+            finishers.push(Box::new(JsonReport::new(path.clone())));
         }
         if let Some(path) = &args.outputs.junit {
-            writers.push(Box::new(JunitReport::new(path.clone())));
+            finishers.push(Box::new(JunitReport::new(path.clone())));
         }
-        writers.append(&mut args.extra);
-        let (sink, writers) = output::spawn(job.masker.clone(), inline, writers);
+        // Only `--report` shows the output of steps that did not fail.
+        let record = if args.outputs.report.is_some() {
+            RunRecord::new()
+        } else {
+            RunRecord::lean()
+        };
+        let (sink, writers) = output::spawn(job.masker.clone(), inline, streams, record, finishers);
         let control = Control::default();
         let signals = tokio::spawn(handle_signals(control.clone(), sink.clone()));
         let opts = ExecOptions {
@@ -133,8 +146,8 @@ pub(super) fn execute(pb: Playbook, mut args: RunArgs<'_>) -> Result<i32, Error>
         // The signal task holds a sender too: the writers finish once it is gone.
         signals.abort();
         let _ = signals.await;
-        writers.finish();
-        Ok(summary.exit_code)
+        let record = writers.finish();
+        Ok((summary.exit_code, record))
     })
 }
 
@@ -144,8 +157,7 @@ fn unfinished_in(
     id: &str,
     playbook: &str,
 ) -> Result<HashSet<String>, Error> {
-    let detail = record::load(state, id)?;
-    let targets = record::resume_targets(&detail);
+    let targets = record::resume_targets(&record::load(state, id)?);
     if targets.playbook != playbook {
         return Err(Error::input(
             format!(
@@ -238,10 +250,14 @@ async fn handle_signals(control: Control, events: EventSink) {
 /// How long running commands may go on after an interrupt.
 const GRACE: Duration = Duration::from_secs(10);
 
-/// The writers this invocation wants, all fed the same event stream.
-fn reporters(job: &Job, common: &Common, exec: bool) -> Vec<Box<dyn Reporter>> {
+/// Writers fed the event stream, and finishers of the run's record.
+type Consumers = (Vec<Box<dyn Reporter>>, Vec<Box<dyn Finisher>>);
+
+/// The writers this invocation wants, all fed the same event stream, and
+/// the finishers that render the run's record when it is over.
+fn reporters(job: &Job, common: &Common, exec: bool) -> Consumers {
     if common.output == OutputFormat::Json {
-        return vec![Box::new(JsonLines::default())];
+        return (vec![Box::new(JsonLines::default())], Vec::new());
     }
     let tty = std::io::stderr().is_terminal();
     let bars = match common.progress {
@@ -267,8 +283,7 @@ fn reporters(job: &Job, common: &Common, exec: bool) -> Vec<Box<dyn Reporter>> {
         .map(|v| v.get_ref().clone())
         .collect();
     let width = std::io::stdout().is_terminal().then_some(cols);
-    out.push(Box::new(SummaryTable::new(report_vars, width)));
-    out
+    (out, vec![Box::new(SummaryTable::new(report_vars, width))])
 }
 
 /// Limits for a run: many sockets, and no memory locking (see

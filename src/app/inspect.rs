@@ -6,10 +6,13 @@ use super::prepare;
 use crate::app::cli::{Common, OutputFormat};
 use crate::config::playbook::{Action, Playbook};
 use crate::config::vars;
+use crate::events::ExitCode;
 use crate::job::{Job, StepRef};
+use crate::output::runs::{render_detail, render_list};
+use crate::record;
 use crate::support::error::Error;
 
-pub(super) fn check(path: &Path, common: &Common) -> Result<i32, Error> {
+pub(super) fn check(path: &Path, common: &Common) -> Result<ExitCode, Error> {
     let job = prepare(Playbook::load(path)?, common, None, false)?;
     for w in &job.warnings {
         eprintln!("{w}");
@@ -24,10 +27,10 @@ pub(super) fn check(path: &Path, common: &Common) -> Result<i32, Error> {
     // The process ends now: leave the job's memory to the OS instead of
     // freeing a thousand nodes' variables one allocation at a time.
     std::mem::forget(job);
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
-pub(super) fn plan(path: &Path, common: &Common) -> Result<i32, Error> {
+pub(super) fn plan(path: &Path, common: &Common) -> Result<ExitCode, Error> {
     let job = prepare(Playbook::load(path)?, common, None, false)?;
     for w in &job.warnings {
         eprintln!("{w}");
@@ -48,7 +51,7 @@ pub(super) fn plan(path: &Path, common: &Common) -> Result<i32, Error> {
     }
     // Rendered scripts hold secret values: mask them like every other sink.
     crate::output::print(&job.masker.mask(&out));
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 fn plan_step(job: &Job, r: StepRef, vars: &mut vars::Vars, out: &mut String) -> Result<(), Error> {
@@ -113,7 +116,7 @@ fn plan_step(job: &Job, r: StepRef, vars: &mut vars::Vars, out: &mut String) -> 
     Ok(())
 }
 
-pub(super) fn nodes(common: &Common) -> Result<i32, Error> {
+pub(super) fn nodes(common: &Common) -> Result<ExitCode, Error> {
     let inventory = super::load_inventory(common)?;
     let chosen = crate::config::select::select(&inventory.nodes, common.limit.as_deref())?;
     if common.output == OutputFormat::Json {
@@ -127,13 +130,14 @@ pub(super) fn nodes(common: &Common) -> Result<i32, Error> {
             });
             crate::output::println(&line.to_string());
         }
-        return Ok(0);
+        return Ok(ExitCode::Ok);
     }
-    let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
-    table.set_header([
-        "node", "host", "port", "user", "identity", "groups", "host key",
-    ]);
+    let mut table = crate::output::table(
+        [
+            "node", "host", "port", "user", "identity", "groups", "host key",
+        ],
+        comfy_table::ContentArrangement::Disabled,
+    );
     for &i in &chosen {
         let n = &inventory.nodes[i];
         table.add_row([
@@ -155,16 +159,14 @@ pub(super) fn nodes(common: &Common) -> Result<i32, Error> {
         ]);
     }
     crate::output::println(&table.to_string());
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
-pub(super) fn runs(id: Option<&str>, _common: &Common) -> Result<i32, Error> {
+pub(super) fn runs(id: Option<&str>, _common: &Common) -> Result<ExitCode, Error> {
     let state = crate::support::state::state_dir();
     match id {
-        None => crate::output::print(&crate::record::render_list(&crate::record::list(&state)?)),
-        Some(id) => crate::output::print(&crate::record::render_detail(&crate::record::load(
-            &state, id,
-        )?)),
+        None => crate::output::print(&render_list(&record::list(&state)?)),
+        Some(id) => crate::output::print(&render_detail(&record::load(&state, id)?)),
     }
-    Ok(0)
+    Ok(ExitCode::Ok)
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::support::exit::ExitCode;
 use crate::support::state;
 
 /// How often a `--lock-wait` retries.
@@ -78,11 +79,14 @@ pub enum LockError {
 }
 
 impl LockError {
-    /// The process exit code (SPEC section 2): 4 when busy.
-    pub fn exit_code(&self) -> i32 {
+    /// The process exit code (SPEC section 2): 4 when busy. (A run maps
+    /// the error into [`crate::support::error::Error`] instead, which also
+    /// tells a state directory it may not use apart as bad input.)
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn exit_code(&self) -> ExitCode {
         match self {
-            LockError::Busy { .. } => 4,
-            LockError::Io { .. } => 1,
+            LockError::Busy { .. } => ExitCode::Locked,
+            LockError::Io { .. } => ExitCode::Failed,
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::config::toml_source::{self, Zero};
 use crate::config::vars;
 use crate::job::{Job, JobOptions};
 use crate::support::error::Error;
+use crate::support::exit::ExitCode;
 
 /// Runs the parsed command line; the returned value is the exit code.
 pub fn main(cli: Cli) -> i32 {
@@ -31,15 +32,15 @@ pub fn main(cli: Cli) -> i32 {
     };
     init_tracing(&common);
     match dispatch(cli) {
-        Ok(code) => code,
+        Ok(code) => code.code(),
         Err(e) => {
             eprintln!("{}", e.render());
-            e.exit_code()
+            e.exit_code().code()
         }
     }
 }
 
-fn dispatch(cli: Cli) -> Result<i32, Error> {
+fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Check { playbook, common } => inspect::check(&playbook, &common),
         Command::Plan { playbook, common } => inspect::plan(&playbook, &common),
@@ -80,9 +81,8 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 resume: resume.as_deref(),
                 lock_wait,
                 exec: false,
-                extra: Vec::new(),
             };
-            execute::execute(pb, args)
+            execute::execute(pb, args).map(|(code, _)| code)
         }
         Command::Exec {
             common,
@@ -106,9 +106,8 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 resume: None,
                 lock_wait: None,
                 exec: true,
-                extra: Vec::new(),
             };
-            execute::execute(pb, args)
+            execute::execute(pb, args).map(|(code, _)| code)
         }
     }
 }

@@ -1,61 +1,65 @@
-//! Did the demo go as staged? A consumer of the run's event stream: the
-//! nodes told to fail must have failed and been rolled back, every other
-//! node must run the new version. The demo exits 0 when it did, so its
-//! staged failure does not read as a broken demo.
+//! Did the demo go as staged? Read from the run's record: the nodes told
+//! to fail must have failed and been rolled back, every other node must run
+//! the new version. The demo exits 0 when it did, so its staged failure
+//! does not read as a broken demo.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use crate::events::{ExitCode, NodeStatus, StepStatus};
+use crate::record::RunRecord;
 
-use crate::events::Stamped;
-use crate::events::{Event, NodeStatus, StepStatus};
-use crate::output::Reporter;
-
-#[derive(Debug, Default)]
-struct Seen {
-    status: BTreeMap<String, NodeStatus>,
-    /// Nodes with an `[[on_failure]]` step that failed.
-    rollback_failed: Vec<String>,
-    /// Nodes with an `[[on_failure]]` step that ran.
-    rolled_back: Vec<String>,
-}
-
-/// Collects what the demo run did; clone it to keep a handle.
+/// What the demo staged: the nodes told to fail.
 #[derive(Debug, Clone)]
 pub struct Verdict {
     staged: Vec<String>,
-    seen: Arc<Mutex<Seen>>,
 }
 
 impl Verdict {
     pub fn new(staged: Vec<String>) -> Self {
-        Verdict {
-            staged,
-            seen: Arc::default(),
-        }
+        Verdict { staged }
     }
 
-    /// The demo's exit code and a closing line saying why.
-    pub fn judge(&self, run_exit: i32) -> (i32, String) {
-        let Ok(seen) = self.seen.lock() else {
-            return (run_exit, String::new());
-        };
-        let failed: Vec<&String> = seen
-            .status
+    /// The demo's exit code and a closing line saying why, from the run's
+    /// record and exit code.
+    pub fn judge(&self, run: &RunRecord, run_exit: ExitCode) -> (ExitCode, String) {
+        // Nodes that finished, and how.
+        let status: Vec<(&str, NodeStatus)> = run
+            .nodes
             .iter()
-            .filter(|(_, s)| **s == NodeStatus::Failed)
-            .map(|(n, _)| n)
+            .filter_map(|n| n.status.map(|s| (&*n.name, s)))
             .collect();
-        let others_rolled = seen
-            .status
+        // Nodes with an `[[on_failure]]` step that ran, and that failed.
+        let on_failure = |failed: bool| -> Vec<&str> {
+            run.nodes
+                .iter()
+                .filter(|n| {
+                    n.steps.iter().any(|s| {
+                        s.on_failure
+                            && s.status != StepStatus::Skipped
+                            && (!failed || s.status == StepStatus::Failed)
+                    })
+                })
+                .map(|n| &*n.name)
+                .collect()
+        };
+        let rolled_back = on_failure(false);
+        let rollback_failed = on_failure(true);
+        let failed: Vec<&str> = status
             .iter()
-            .filter(|(n, _)| !self.staged.contains(n))
+            .filter(|(_, s)| *s == NodeStatus::Failed)
+            .map(|(n, _)| *n)
+            .collect();
+        let others_rolled = status
+            .iter()
+            .filter(|(n, _)| !self.staged.iter().any(|s| s == n))
             .all(|(_, s)| matches!(s, NodeStatus::Changed | NodeStatus::Ok));
         let staged_failed = failed.len() == self.staged.len()
-            && self.staged.iter().all(|n| failed.contains(&n))
-            && self.staged.iter().all(|n| seen.rolled_back.contains(n))
-            && seen.rollback_failed.is_empty();
-        let new_version = seen.status.len() - failed.len();
-        if staged_failed && others_rolled && (run_exit == 0 || run_exit == 1) {
+            && self.staged.iter().all(|n| failed.contains(&n.as_str()))
+            && self
+                .staged
+                .iter()
+                .all(|n| rolled_back.contains(&n.as_str()))
+            && rollback_failed.is_empty();
+        let new_version = status.len() - failed.len();
+        if staged_failed && others_rolled && matches!(run_exit, ExitCode::Ok | ExitCode::Failed) {
             let line = if self.staged.is_empty() {
                 format!("demo: as staged, all {new_version} nodes were rolled out")
             } else {
@@ -69,9 +73,13 @@ impl Verdict {
                     },
                 )
             };
-            return (0, line);
+            return (ExitCode::Ok, line);
         }
-        let code = if run_exit == 0 { 1 } else { run_exit };
+        let code = if run_exit == ExitCode::Ok {
+            ExitCode::Failed
+        } else {
+            run_exit
+        };
         (
             code,
             format!(
@@ -79,28 +87,5 @@ impl Verdict {
                 self.staged.join(", ")
             ),
         )
-    }
-}
-
-impl Reporter for Verdict {
-    fn event(&mut self, ev: &Stamped) {
-        let Ok(mut seen) = self.seen.lock() else {
-            return;
-        };
-        match &ev.event {
-            Event::NodeFinished { node, status, .. } => {
-                seen.status.insert(node.to_string(), *status);
-            }
-            Event::StepFinished(s) if s.on_failure && s.status != StepStatus::Skipped => {
-                let node = s.node.to_string();
-                if s.status == StepStatus::Failed {
-                    seen.rollback_failed.push(node.clone());
-                }
-                if !seen.rolled_back.contains(&node) {
-                    seen.rolled_back.push(node);
-                }
-            }
-            _ => {}
-        }
     }
 }

@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::config::secrets::Masker;
+pub use crate::support::exit::ExitCode;
 
 /// A step's outcome (SPEC section 6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     Ok,
@@ -24,7 +25,7 @@ pub enum StepStatus {
 }
 
 /// A node's outcome (SPEC section 6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeStatus {
     Ok,
@@ -59,27 +60,36 @@ impl StepStatus {
     }
 }
 
-/// One finished step on one node.
-#[derive(Debug, Clone, Serialize)]
+/// One finished step on one node. (`#[serde(default)]`: older journals
+/// may lack a field; they still read.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepResult {
     pub node: Arc<str>,
     pub step: String,
     /// Position in `[[steps]]` (or `[[on_failure]]` when `on_failure`).
+    #[serde(default)]
     pub index: usize,
+    #[serde(default)]
     pub on_failure: bool,
     pub status: StepStatus,
+    #[serde(default)]
     pub attempt: u32,
+    #[serde(default)]
     pub exit: Option<i32>,
+    #[serde(default)]
     pub stdout: String,
+    #[serde(default)]
     pub stderr: String,
+    #[serde(default)]
     pub duration_ms: u64,
     /// Why it failed or was skipped, in words.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 /// Node counts per final status.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct NodeCounts {
     pub ok: usize,
     pub changed: usize,
@@ -117,17 +127,20 @@ impl NodeCounts {
 }
 
 /// Node counts per status, and the exit code they mean.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Summary {
+    #[serde(default)]
     pub nodes: usize,
     #[serde(flatten)]
     pub counts: NodeCounts,
-    pub exit_code: i32,
+    pub exit_code: ExitCode,
+    #[serde(default)]
     pub duration_ms: u64,
     /// Why the run stopped before every node ran, if it did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stopped: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<StopReason>,
     /// `--check`: nodes that would change are counted as `changed`.
+    #[serde(default)]
     pub check: bool,
 }
 
@@ -139,36 +152,126 @@ impl Summary {
 
     /// SPEC section 2. A stopped rollout (3) outranks a failed node (1),
     /// which outranks unreachable nodes (6), which outrank drift (5).
-    pub fn compute_exit_code(&self) -> i32 {
+    pub fn compute_exit_code(&self) -> ExitCode {
         if self.stopped.is_some() {
-            3
+            ExitCode::Stopped
         } else if self.counts.failed > 0 {
-            1
+            ExitCode::Failed
         } else if self.counts.unreachable > 0 {
-            6
+            ExitCode::Unreachable
         } else if self.check && self.counts.changed > 0 {
-            5
+            ExitCode::Drift
         } else {
-            0
+            ExitCode::Ok
         }
     }
 }
 
-/// Everything that happens during a run, in order.
-#[derive(Debug, Clone, Serialize)]
+/// Why a run stopped starting nodes. It serializes as the reason in words
+/// (`"interrupted"`, or what the budget, gate or lock says), which also
+/// names its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    Interrupted,
+    /// A failure budget was spent: what it says
+    /// (`failed budget spent: …`).
+    Budget(String),
+    /// A gate failed: what it says (`gate `NAME` failed after batch …`).
+    Gate(String),
+    /// Another run holds the lock of a node (exit 4):
+    /// `node NAME is locked by another run …`.
+    Locked(String),
+}
+
+impl StopReason {
+    /// The reason in words, as the summary and the journal carry it.
+    pub fn describe(&self) -> &str {
+        match self {
+            StopReason::Interrupted => "interrupted",
+            StopReason::Budget(s) | StopReason::Gate(s) | StopReason::Locked(s) => s,
+        }
+    }
+
+    /// The reason from its words: the kind is in how they begin.
+    pub fn from_words(words: &str) -> StopReason {
+        let text = words.to_string();
+        if words == "interrupted" {
+            StopReason::Interrupted
+        } else if words.starts_with("gate ") {
+            StopReason::Gate(text)
+        } else if words.starts_with("node ") && words.contains(" is locked by another run") {
+            StopReason::Locked(text)
+        } else {
+            // `failed budget spent: …`, `unreachable budget spent: …`, and
+            // any wording an older journal may hold.
+            StopReason::Budget(text)
+        }
+    }
+
+    /// A budget spent after the last node started stopped nothing early;
+    /// the others always did.
+    pub fn always_early(&self) -> bool {
+        !matches!(self, StopReason::Budget(_))
+    }
+
+    /// The exit code of a run stopped so: a node locked by another run is
+    /// 4, any other stop 3 (SPEC section 2).
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            StopReason::Locked(_) => ExitCode::Locked,
+            _ => ExitCode::Stopped,
+        }
+    }
+
+    fn mask(&mut self, m: &Masker) {
+        match self {
+            StopReason::Interrupted => {}
+            StopReason::Budget(s) | StopReason::Gate(s) | StopReason::Locked(s) => {
+                m.mask_in_place(s)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+impl Serialize for StopReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.describe())
+    }
+}
+
+impl<'de> Deserialize<'de> for StopReason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(StopReason::from_words(&String::deserialize(d)?))
+    }
+}
+
+/// Everything that happens during a run, in order. It reads back from a
+/// journal; `#[serde(default)]` marks what an older journal may lack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     RunStarted {
         run_id: String,
         playbook: String,
+        #[serde(default)]
         nodes: Vec<Arc<str>>,
         /// Batch sizes, in order.
+        #[serde(default)]
         batches: Vec<usize>,
+        #[serde(default)]
         check: bool,
     },
     BatchStarted {
         batch: usize,
+        #[serde(default)]
         batches: usize,
+        #[serde(default)]
         nodes: Vec<Arc<str>>,
     },
     NodeStarted {
@@ -178,19 +281,25 @@ pub enum Event {
     StepStarted {
         node: Arc<str>,
         step: String,
+        #[serde(default)]
         index: usize,
+        #[serde(default)]
         steps: usize,
+        #[serde(default)]
         attempt: u32,
+        #[serde(default)]
         on_failure: bool,
     },
     StepFinished(StepResult),
     NodeFinished {
         node: Arc<str>,
         status: NodeStatus,
+        #[serde(default)]
         error: Option<String>,
+        #[serde(default)]
         duration_ms: u64,
         /// Captured values named by the playbook's `report_vars`.
-        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         report: BTreeMap<String, String>,
     },
     BatchFinished {
@@ -201,15 +310,19 @@ pub enum Event {
         batch: usize,
         gate: String,
         ok: bool,
+        #[serde(default)]
         attempt: u32,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        #[serde(default)]
         duration_ms: u64,
     },
     /// Ctrl-C (or SIGTERM): no new work; `kill` is false during the grace
     /// period and true once running commands are being ended.
     Interrupted {
+        #[serde(default)]
         grace_secs: u64,
+        #[serde(default)]
         kill: bool,
     },
     RunFinished {
@@ -217,8 +330,9 @@ pub enum Event {
     },
 }
 
-/// An event with the time it happened.
-#[derive(Debug, Clone, Serialize)]
+/// An event with the time it happened: a line of the JSON output and of
+/// the journal, which reads back into it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stamped {
     pub ts: jiff::Timestamp,
     #[serde(flatten)]
@@ -274,7 +388,7 @@ impl Event {
             Event::GateFinished { error: Some(e), .. } => m.mask_in_place(e),
             Event::RunFinished { summary } => {
                 if let Some(s) = &mut summary.stopped {
-                    m.mask_in_place(s);
+                    s.mask(m);
                 }
             }
             _ => {}
@@ -330,5 +444,214 @@ impl EventSink {
         }
         // A closed receiver means output is gone; the run still completes.
         let _ = self.tx.send(stamped);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of every event kind, with optional fields both set and unset.
+    fn every_event() -> Vec<Event> {
+        let step = |error: Option<&str>, exit: Option<i32>| StepResult {
+            node: "dfw1".into(),
+            step: "pull \"image\"".into(),
+            index: 2,
+            on_failure: error.is_some(),
+            status: StepStatus::Failed,
+            attempt: 3,
+            exit,
+            stdout: "out\n".into(),
+            stderr: "é ⏎ \u{1b}[1m".into(),
+            duration_ms: 1500,
+            error: error.map(String::from),
+        };
+        let summary = |stopped: Option<StopReason>, exit_code| Summary {
+            nodes: 5,
+            counts: NodeCounts {
+                ok: 1,
+                changed: 1,
+                failed: 1,
+                unreachable: 1,
+                not_run: 1,
+            },
+            exit_code,
+            duration_ms: 9000,
+            stopped,
+            check: true,
+        };
+        let mut events = vec![
+            Event::RunStarted {
+                run_id: "20261126T101500Z-3fa2".into(),
+                playbook: "relay-rollout".into(),
+                nodes: vec!["dfw1".into(), "ord1".into()],
+                batches: vec![1, 1],
+                check: false,
+            },
+            Event::BatchStarted {
+                batch: 1,
+                batches: 2,
+                nodes: vec!["dfw1".into()],
+            },
+            Event::NodeStarted {
+                node: "dfw1".into(),
+            },
+            Event::StepStarted {
+                node: "dfw1".into(),
+                step: "pull".into(),
+                index: 0,
+                steps: 3,
+                attempt: 1,
+                on_failure: false,
+            },
+            Event::StepFinished(step(None, None)),
+            Event::StepFinished(step(Some("exit code 1, expected 0"), Some(1))),
+            Event::NodeFinished {
+                node: "dfw1".into(),
+                status: NodeStatus::Failed,
+                error: Some("step `pull` failed".into()),
+                duration_ms: 2000,
+                report: [("running_image".to_string(), "v2".to_string())].into(),
+            },
+            Event::NodeFinished {
+                node: "ord1".into(),
+                status: NodeStatus::NotRun,
+                error: None,
+                duration_ms: 0,
+                report: BTreeMap::new(),
+            },
+            Event::BatchFinished { batch: 1 },
+            Event::GateFinished {
+                batch: 1,
+                gate: "endpoint".into(),
+                ok: false,
+                attempt: 2,
+                error: Some("status 502".into()),
+                duration_ms: 80,
+            },
+            Event::GateFinished {
+                batch: 1,
+                gate: "endpoint".into(),
+                ok: true,
+                attempt: 1,
+                error: None,
+                duration_ms: 80,
+            },
+            Event::Interrupted {
+                grace_secs: 10,
+                kill: true,
+            },
+            Event::RunFinished {
+                summary: summary(None, ExitCode::Ok),
+            },
+        ];
+        for (why, code) in [
+            (StopReason::Interrupted, ExitCode::Stopped),
+            (
+                StopReason::Budget(
+                    "failed budget spent: 2 of 5 nodes failed (max_failed = 1)".into(),
+                ),
+                ExitCode::Stopped,
+            ),
+            (
+                StopReason::Gate("gate `endpoint` failed after batch 1: status 502".into()),
+                ExitCode::Stopped,
+            ),
+            (
+                StopReason::Locked(
+                    "node dfw1 is locked by another run of `relay-rollout`: run r1".into(),
+                ),
+                ExitCode::Locked,
+            ),
+        ] {
+            events.push(Event::RunFinished {
+                summary: summary(Some(why), code),
+            });
+        }
+        for status in [
+            StepStatus::Ok,
+            StepStatus::Changed,
+            StepStatus::Skipped,
+            StepStatus::WouldRun,
+            StepStatus::WouldSkip,
+        ] {
+            events.push(Event::StepFinished(StepResult {
+                status,
+                ..step(None, Some(0))
+            }));
+        }
+        for status in [NodeStatus::Ok, NodeStatus::Changed, NodeStatus::Unreachable] {
+            events.push(Event::NodeFinished {
+                node: "n".into(),
+                status,
+                error: None,
+                duration_ms: 1,
+                report: BTreeMap::new(),
+            });
+        }
+        events
+    }
+
+    #[test]
+    fn every_event_reads_back_and_writes_the_same_line() {
+        let ts: jiff::Timestamp = "2026-11-26T10:15:00.123456789Z".parse().unwrap();
+        for event in every_event() {
+            let written = Stamped::new(ts, event.clone());
+            let line = written.json_line();
+            let read: Stamped = serde_json::from_slice(line).unwrap();
+            assert_eq!(read.ts, ts);
+            assert_eq!(read.event, event);
+            assert_eq!(
+                std::str::from_utf8(read.json_line()).unwrap(),
+                std::str::from_utf8(line).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn lines_keep_their_shape() {
+        let ts = jiff::Timestamp::UNIX_EPOCH;
+        let line = |event| String::from_utf8(Stamped::new(ts, event).json_line().to_vec()).unwrap();
+        assert_eq!(
+            line(Event::RunFinished {
+                summary: Summary {
+                    nodes: 2,
+                    exit_code: ExitCode::Stopped,
+                    stopped: Some(StopReason::Interrupted),
+                    ..Default::default()
+                }
+            }),
+            "{\"ts\":\"1970-01-01T00:00:00Z\",\"event\":\"run_finished\",\"summary\":{\"nodes\":2,\
+             \"ok\":0,\"changed\":0,\"failed\":0,\"unreachable\":0,\"not_run\":0,\"exit_code\":3,\
+             \"duration_ms\":0,\"stopped\":\"interrupted\",\"check\":false}}\n"
+        );
+        assert_eq!(
+            line(Event::NodeFinished {
+                node: "a".into(),
+                status: NodeStatus::NotRun,
+                error: None,
+                duration_ms: 0,
+                report: BTreeMap::new(),
+            }),
+            "{\"ts\":\"1970-01-01T00:00:00Z\",\"event\":\"node_finished\",\"node\":\"a\",\
+             \"status\":\"not_run\",\"error\":null,\"duration_ms\":0}\n"
+        );
+    }
+
+    #[test]
+    fn a_stop_reason_is_its_words_and_its_words_name_its_kind() {
+        for why in [
+            StopReason::Interrupted,
+            StopReason::Budget("unreachable budget spent: 3 of 9 nodes unreachable".into()),
+            StopReason::Gate("gate `g` failed after batch 2: timeout".into()),
+            StopReason::Locked("node x is locked by another run of `p`: pid 3".into()),
+        ] {
+            assert_eq!(StopReason::from_words(why.describe()), why);
+        }
+        assert_eq!(StopReason::Interrupted.exit_code(), ExitCode::Stopped);
+        assert_eq!(
+            StopReason::Locked(String::new()).exit_code(),
+            ExitCode::Locked
+        );
     }
 }

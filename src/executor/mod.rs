@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::rollout::Size;
-use crate::events::{Event, EventSink, NodeStatus, Summary};
+use crate::events::{Event, EventSink, NodeStatus, StopReason, Summary};
 use crate::job::Job;
 use crate::transport::Connector;
 use crate::transport::http;
@@ -64,35 +64,8 @@ struct Shared<C> {
     stop_nodes: CancellationToken,
     failed: AtomicUsize,
     unreachable: AtomicUsize,
+    /// Why the run stopped starting nodes; the first reason stands.
     stopped: Mutex<Option<StopReason>>,
-}
-
-/// Why a run stopped starting nodes; the first reason stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum StopReason {
-    Interrupted,
-    /// A failure budget was spent: what it says.
-    Budget(String),
-    /// A gate failed: what it says.
-    Gate(String),
-    /// Another run holds the lock of a node (exit 4).
-    Locked(String),
-}
-
-impl StopReason {
-    /// The reason in words, as the summary and the journal carry it.
-    fn describe(&self) -> String {
-        match self {
-            StopReason::Interrupted => "interrupted".into(),
-            StopReason::Budget(s) | StopReason::Gate(s) | StopReason::Locked(s) => s.clone(),
-        }
-    }
-
-    /// A budget spent after the last node started stopped nothing early;
-    /// the others always did.
-    fn always_early(&self) -> bool {
-        !matches!(self, StopReason::Budget(_))
-    }
 }
 
 impl<C> Shared<C> {
@@ -228,9 +201,9 @@ pub async fn run<C: Connector>(
         .unwrap_or_else(|p| p.into_inner())
         .clone()
         .filter(|s| s.always_early() || summary.counts.not_run > 0);
-    summary.stopped = stopped.as_ref().map(StopReason::describe);
-    summary.exit_code = match stopped {
-        Some(StopReason::Locked(_)) => 4,
+    summary.stopped = stopped;
+    summary.exit_code = match &summary.stopped {
+        Some(why @ StopReason::Locked(_)) => why.exit_code(),
         _ => summary.compute_exit_code(),
     };
     summary.duration_ms = started.elapsed().as_millis() as u64;
@@ -247,7 +220,7 @@ fn not_run<C: Connector>(shared: &Shared<C>, i: usize) -> NodeStatus {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
-        .map(StopReason::describe)
+        .map(|s| s.describe().to_string())
         .unwrap_or_else(|| "interrupted".to_string());
     shared.events.emit(Event::NodeFinished {
         node: shared.job.nodes[i].name.clone(),

@@ -1,224 +1,147 @@
 //! `--junit FILE`: the run as JUnit XML, so CI systems show it like a test
 //! run — a testsuite per node, a testcase per step, one for the gates.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::Reporter;
+use super::Finisher;
 use super::report::write_atomic;
-use crate::events::{Event, NodeStatus, Stamped, StepResult, StepStatus};
+use crate::events::{NodeStatus, StepResult, StepStatus};
+use crate::record::{GateRecord, RunRecord};
 
-/// Collects the run's events and writes the XML on `finish`.
+/// Writes the run's record as JUnit XML when the run is over.
 pub struct JunitReport {
     path: PathBuf,
-    run_id: String,
-    playbook: String,
-    check: bool,
-    order: Vec<Arc<str>>,
-    nodes: HashMap<Arc<str>, NodeCases>,
-    gates: Vec<TestCase>,
-    duration_ms: Option<u64>,
-    started: bool,
-}
-
-#[derive(Default)]
-struct NodeCases {
-    steps: Vec<StepResult>,
-    status: Option<NodeStatus>,
-    error: Option<String>,
-    duration_ms: u64,
 }
 
 impl JunitReport {
     pub fn new(path: PathBuf) -> Self {
-        JunitReport {
-            path,
-            run_id: String::new(),
-            playbook: String::new(),
-            check: false,
-            order: Vec::new(),
-            nodes: HashMap::new(),
-            gates: Vec::new(),
-            duration_ms: None,
-            started: false,
-        }
-    }
-
-    fn node(&mut self, name: &Arc<str>) -> &mut NodeCases {
-        if !self.nodes.contains_key(name) {
-            self.order.push(name.clone());
-        }
-        self.nodes.entry(name.clone()).or_default()
-    }
-
-    fn step_case(&self, s: &StepResult) -> TestCase {
-        let status = match s.status {
-            StepStatus::Ok | StepStatus::Changed => TestCaseStatus::success(),
-            StepStatus::Skipped | StepStatus::WouldSkip | StepStatus::WouldRun => {
-                let mut st = TestCaseStatus::skipped();
-                st.set_message(s.status.as_str());
-                if let Some(why) = &s.error {
-                    st.set_description(why.as_str());
-                }
-                st
-            }
-            StepStatus::Failed => {
-                let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                st.set_message(s.error.as_deref().unwrap_or("failed"));
-                if let Some(code) = s.exit {
-                    st.set_type(format!("exit {code}"));
-                }
-                st
-            }
-        };
-        let name = if s.on_failure {
-            format!("on_failure: {}", s.step)
-        } else {
-            s.step.clone()
-        };
-        let mut case = TestCase::new(name, status);
-        case.set_classname(self.playbook.as_str())
-            .set_time(Duration::from_millis(s.duration_ms));
-        if s.attempt > 1 {
-            case.add_property(Property::new("attempt", s.attempt.to_string()));
-        }
-        // Output is what one needs to see why a step failed.
-        if s.status == StepStatus::Failed {
-            if !s.stdout.is_empty() {
-                case.set_system_out(s.stdout.as_str());
-            }
-            if !s.stderr.is_empty() {
-                case.set_system_err(s.stderr.as_str());
-            }
-        }
-        case
-    }
-
-    fn build(&self) -> Report {
-        let mut report = Report::new(self.playbook.as_str());
-        if let Some(ms) = self.duration_ms {
-            report.set_time(Duration::from_millis(ms));
-        }
-        let props = [
-            Property::new("run_id", self.run_id.as_str()),
-            Property::new("check", self.check.to_string()),
-        ];
-        for name in &self.order {
-            let Some(node) = self.nodes.get(name) else {
-                continue;
-            };
-            let mut suite = TestSuite::new(name.as_ref());
-            suite.add_properties(props.clone());
-            suite.set_time(Duration::from_millis(node.duration_ms));
-            for s in &node.steps {
-                suite.add_test_case(self.step_case(s));
-            }
-            match node.status {
-                Some(NodeStatus::Unreachable) => {
-                    let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
-                    st.set_message(node.error.as_deref().unwrap_or("unreachable"));
-                    st.set_type("unreachable");
-                    let mut case = TestCase::new("connect", st);
-                    case.set_classname(self.playbook.as_str());
-                    suite.add_test_case(case);
-                }
-                // No node_finished at all (an interrupted run) reads as not run.
-                Some(NodeStatus::NotRun) | None if node.steps.is_empty() => {
-                    let mut st = TestCaseStatus::skipped();
-                    st.set_message(node.error.as_deref().unwrap_or("not_run"));
-                    st.set_type("not_run");
-                    let mut case = TestCase::new("not_run", st);
-                    case.set_classname(self.playbook.as_str());
-                    suite.add_test_case(case);
-                }
-                _ => {}
-            }
-            report.add_test_suite(suite);
-        }
-        if !self.gates.is_empty() {
-            let mut suite = TestSuite::new("gates");
-            suite.add_properties(props.clone());
-            suite.add_test_cases(self.gates.iter().cloned());
-            report.add_test_suite(suite);
-        }
-        report
+        JunitReport { path }
     }
 }
 
-impl Reporter for JunitReport {
-    fn event(&mut self, ev: &Stamped) {
-        match &ev.event {
-            Event::RunStarted {
-                run_id,
-                playbook,
-                nodes,
-                check,
-                ..
-            } => {
-                self.started = true;
-                self.run_id = run_id.clone();
-                self.playbook = playbook.clone();
-                self.check = *check;
-                for n in nodes {
-                    self.node(n);
-                }
+fn step_case(playbook: &str, s: &StepResult) -> TestCase {
+    let status = match s.status {
+        StepStatus::Ok | StepStatus::Changed => TestCaseStatus::success(),
+        StepStatus::Skipped | StepStatus::WouldSkip | StepStatus::WouldRun => {
+            let mut st = TestCaseStatus::skipped();
+            st.set_message(s.status.as_str());
+            if let Some(why) = &s.error {
+                st.set_description(why.as_str());
             }
-            Event::StepFinished(s) => self.node(&s.node).steps.push(s.clone()),
-            Event::NodeFinished {
-                node,
-                status,
-                error,
-                duration_ms,
-                ..
-            } => {
-                let n = self.node(node);
-                n.status = Some(*status);
-                n.error = error.clone();
-                n.duration_ms = *duration_ms;
+            st
+        }
+        StepStatus::Failed => {
+            let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            st.set_message(s.error.as_deref().unwrap_or("failed"));
+            if let Some(code) = s.exit {
+                st.set_type(format!("exit {code}"));
             }
-            Event::GateFinished {
-                batch,
-                gate,
-                ok,
-                attempt,
-                error,
-                duration_ms,
-            } => {
-                let status = if *ok {
-                    TestCaseStatus::success()
-                } else {
-                    let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                    st.set_message(error.as_deref().unwrap_or("gate failed"));
-                    st
-                };
-                // Gates run after every batch: the batch keeps names unique.
-                let mut case = TestCase::new(format!("batch {batch}: {gate}"), status);
-                case.set_classname(self.playbook.as_str())
-                    .set_time(Duration::from_millis(*duration_ms));
-                if *attempt > 1 {
-                    case.add_property(Property::new("attempt", attempt.to_string()));
-                }
-                self.gates.push(case);
-            }
-            Event::RunFinished { summary } => self.duration_ms = Some(summary.duration_ms),
-            _ => {}
+            st
+        }
+    };
+    let name = if s.on_failure {
+        format!("on_failure: {}", s.step)
+    } else {
+        s.step.clone()
+    };
+    let mut case = TestCase::new(name, status);
+    case.set_classname(playbook)
+        .set_time(Duration::from_millis(s.duration_ms));
+    if s.attempt > 1 {
+        case.add_property(Property::new("attempt", s.attempt.to_string()));
+    }
+    // Output is what one needs to see why a step failed.
+    if s.status == StepStatus::Failed {
+        if !s.stdout.is_empty() {
+            case.set_system_out(s.stdout.as_str());
+        }
+        if !s.stderr.is_empty() {
+            case.set_system_err(s.stderr.as_str());
         }
     }
+    case
+}
 
-    fn finish(&mut self) {
-        if !self.started {
+fn gate_case(playbook: &str, g: &GateRecord) -> TestCase {
+    let status = if g.ok {
+        TestCaseStatus::success()
+    } else {
+        let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        st.set_message(g.error.as_deref().unwrap_or("gate failed"));
+        st
+    };
+    // Gates run after every batch: the batch keeps names unique.
+    let mut case = TestCase::new(format!("batch {}: {}", g.batch, g.gate), status);
+    case.set_classname(playbook)
+        .set_time(Duration::from_millis(g.duration_ms));
+    if g.attempt > 1 {
+        case.add_property(Property::new("attempt", g.attempt.to_string()));
+    }
+    case
+}
+
+/// A testsuite per node, a testcase per step, one suite for the gates.
+fn build(run: &RunRecord) -> Report {
+    let playbook = run.playbook.as_str();
+    let mut report = Report::new(playbook);
+    if let Some(s) = &run.summary {
+        report.set_time(Duration::from_millis(s.duration_ms));
+    }
+    let props = [
+        Property::new("run_id", run.id.as_str()),
+        Property::new("check", run.check.to_string()),
+    ];
+    for node in &run.nodes {
+        let mut suite = TestSuite::new(&*node.name);
+        suite.add_properties(props.clone());
+        suite.set_time(Duration::from_millis(node.duration_ms.unwrap_or(0)));
+        for s in &node.steps {
+            suite.add_test_case(step_case(playbook, s));
+        }
+        match node.status {
+            Some(NodeStatus::Unreachable) => {
+                let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
+                st.set_message(node.error.as_deref().unwrap_or("unreachable"));
+                st.set_type("unreachable");
+                let mut case = TestCase::new("connect", st);
+                case.set_classname(playbook);
+                suite.add_test_case(case);
+            }
+            // No node_finished at all (an interrupted run) reads as not run.
+            Some(NodeStatus::NotRun) | None if node.steps.is_empty() => {
+                let mut st = TestCaseStatus::skipped();
+                st.set_message(node.error.as_deref().unwrap_or("not_run"));
+                st.set_type("not_run");
+                let mut case = TestCase::new("not_run", st);
+                case.set_classname(playbook);
+                suite.add_test_case(case);
+            }
+            _ => {}
+        }
+        report.add_test_suite(suite);
+    }
+    if !run.gates.is_empty() {
+        let mut suite = TestSuite::new("gates");
+        suite.add_properties(props.clone());
+        suite.add_test_cases(run.gates.iter().map(|g| gate_case(playbook, g)));
+        report.add_test_suite(suite);
+    }
+    report
+}
+
+impl Finisher for JunitReport {
+    fn finish(&mut self, run: &RunRecord) {
+        if run.started.is_none() {
             tracing::warn!(
                 "no run started; the JUnit report {} was not written",
                 self.path.display()
             );
             return;
         }
-        let result = self
-            .build()
+        let result = build(run)
             .to_string()
             .map_err(std::io::Error::other)
             .and_then(|xml| write_atomic(&self.path, xml.as_bytes()));
@@ -231,7 +154,8 @@ impl Reporter for JunitReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::report::tests::{at, sample_run};
+    use crate::events::Event;
+    use crate::output::report::tests::{record_of, sample_run};
 
     fn statuses(suite: &TestSuite) -> Vec<(&str, &'static str)> {
         suite
@@ -264,11 +188,7 @@ mod tests {
     fn writes_a_suite_per_node_and_a_case_per_step() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("junit.xml");
-        let mut r = JunitReport::new(path.clone());
-        for e in sample_run() {
-            r.event(&at(e));
-        }
-        r.finish();
+        JunitReport::new(path.clone()).finish(&record_of(sample_run()));
 
         let xml = std::fs::read_to_string(&path).unwrap();
         let report = Report::deserialize_from_str(&xml).unwrap();
@@ -323,7 +243,6 @@ mod tests {
     fn check_statuses_are_skipped_with_the_status_word() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.xml");
-        let mut r = JunitReport::new(path.clone());
         use crate::output::report::tests::{done, step};
         let events = vec![
             Event::RunStarted {
@@ -338,10 +257,7 @@ mod tests {
             step("a", "swap", StepStatus::WouldSkip, false, None),
             done("a", NodeStatus::Changed, None),
         ];
-        for e in events {
-            r.event(&at(e));
-        }
-        r.finish();
+        JunitReport::new(path.clone()).finish(&record_of(events));
         let report =
             Report::deserialize_from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let a = &report.test_suites[0];

@@ -1,18 +1,23 @@
 //! Writers that consume the event stream: live bars, plain lines, JSON
-//! Lines, grouped `exec` output and the final summary table. They run on a
-//! thread of their own, so a slow terminal never holds the executor up; only
-//! the journal is written on the executor's thread (see [`EventSink`]).
+//! Lines and grouped `exec` output; and the finishers that render the run's
+//! one [`RunRecord`] when it is over: the summary table, `--report`,
+//! `--junit` (and `fleetfix runs`, from a journal). They run on a thread of
+//! their own, so a slow terminal never holds the executor up; only the
+//! journal is written on the executor's thread (see [`EventSink`]).
 
 mod bars;
 mod json;
 pub mod junit;
 mod plain;
 pub mod report;
+pub mod runs;
 pub mod summary;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use comfy_table::presets::UTF8_BORDERS_ONLY;
+use comfy_table::{ContentArrangement, Row, Table};
 use tokio::sync::mpsc;
 
 pub use bars::Bars;
@@ -23,42 +28,53 @@ pub use summary::SummaryTable;
 use crate::config::secrets::Masker;
 pub use crate::events::Reporter;
 use crate::events::{EventSink, Inline, Stamped};
+use crate::record::RunRecord;
 
 /// How long the writer thread lets events gather once a burst came in.
 /// A busy run then wakes it (and the executor pays a thread wake-up) once
 /// per tick rather than once per event; a quiet run wakes it per event.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// Renders the run from its record once it is over.
+pub trait Finisher: Send {
+    fn finish(&mut self, run: &RunRecord);
+}
+
 /// The writers of a run: `finish` once the run is over.
 pub struct Writers {
-    thread: JoinHandle<()>,
+    thread: JoinHandle<RunRecord>,
     inline: Inline,
 }
 
 impl Writers {
     /// Waits for the writer thread (it ends with the last [`EventSink`]),
-    /// then finishes the inline writers.
-    pub fn finish(self) {
-        let _ = self.thread.join();
+    /// then finishes the inline writers; the run's record.
+    pub fn finish(self) -> RunRecord {
+        let run = self.thread.join().unwrap_or_default();
         let mut inline = self.inline.lock().unwrap_or_else(|p| p.into_inner());
         for r in inline.iter_mut() {
             r.finish();
         }
+        run
     }
 }
 
-/// Feeds every event to `inline` on the emitting thread (the journal) and
-/// to `threaded` on a thread of their own (terminal, stdout, reports), in
-/// order.
+/// Feeds every event to `inline` on the emitting thread (the journal) and,
+/// on a thread of their own, to `record` and to `threaded` (terminal,
+/// stdout), in order; once the run is over, `finishers` render the record
+/// (summary, reports).
 pub fn spawn(
     masker: Arc<Masker>,
     inline: Vec<Box<dyn Reporter>>,
     mut threaded: Vec<Box<dyn Reporter>>,
+    mut record: RunRecord,
+    mut finishers: Vec<Box<dyn Finisher>>,
 ) -> (EventSink, Writers) {
     let inline: Inline = Arc::new(std::sync::Mutex::new(inline));
     let (sink, mut rx) = EventSink::channel(masker, inline.clone());
     let thread = std::thread::spawn(move || {
-        let feed = |reporters: &mut Vec<Box<dyn Reporter>>, ev: Arc<Stamped>| {
+        let mut feed = |reporters: &mut Vec<Box<dyn Reporter>>, ev: Arc<Stamped>| {
+            record.apply(&ev);
             for r in reporters.iter_mut() {
                 r.event(&ev);
             }
@@ -87,8 +103,22 @@ pub fn spawn(
         for r in threaded.iter_mut() {
             r.finish();
         }
+        for f in finishers.iter_mut() {
+            f.finish(&record);
+        }
+        record
     });
     (sink, Writers { thread, inline })
+}
+
+/// A table as fleetfix draws them: borders only, `header` on top.
+/// `arrangement`: `Dynamic` wraps cells to fit the terminal.
+pub fn table<H: Into<Row>>(header: H, arrangement: ContentArrangement) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY);
+    t.set_content_arrangement(arrangement);
+    t.set_header(header);
+    t
 }
 
 /// Writes `text` to stdout. A closed stdout (its reader went away, as with

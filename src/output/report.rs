@@ -1,177 +1,89 @@
 //! `--report FILE`: the whole run as one JSON document, written when the run
 //! ends, for tools that want the outcome rather than the event stream.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::Reporter;
-use crate::events::{Event, NodeStatus, Stamped, StepResult, Summary};
+use super::Finisher;
+use crate::events::{NodeStatus, StepResult, Summary};
+use crate::record::{GateRecord, NodeRecord, RunRecord};
 use crate::support::error::Error;
 
-/// Collects the run's events and writes the report on `finish`.
+/// Writes the run's record as the report when the run is over.
 pub struct JsonReport {
     path: PathBuf,
-    doc: Option<Document>,
-    index: HashMap<Arc<str>, usize>,
 }
 
+/// The report: a view of the record.
 #[derive(Serialize)]
-struct Document {
-    run_id: String,
-    playbook: String,
+struct Document<'a> {
+    run_id: &'a str,
+    playbook: &'a str,
     started: jiff::Timestamp,
     /// `null` when the run ended without `run_finished` (it should not).
     finished: Option<jiff::Timestamp>,
     check: bool,
-    batches: Vec<usize>,
-    summary: Option<Summary>,
-    nodes: Vec<NodeEntry>,
-    gates: Vec<GateEntry>,
+    batches: &'a [usize],
+    summary: Option<&'a Summary>,
+    nodes: Vec<NodeEntry<'a>>,
+    gates: &'a [GateRecord],
 }
 
 #[derive(Serialize)]
-struct NodeEntry {
-    name: Arc<str>,
+struct NodeEntry<'a> {
+    name: &'a str,
+    /// A node with no `node_finished`: it did not run, as far as we know.
     status: NodeStatus,
-    error: Option<String>,
+    error: &'a Option<String>,
     duration_ms: u64,
-    report_vars: BTreeMap<String, String>,
-    steps: Vec<StepResult>,
+    report_vars: &'a BTreeMap<String, String>,
+    steps: &'a [StepResult],
 }
 
-#[derive(Serialize)]
-struct GateEntry {
-    batch: usize,
-    gate: String,
-    ok: bool,
-    attempt: u32,
-    error: Option<String>,
-    duration_ms: u64,
+impl<'a> NodeEntry<'a> {
+    fn of(n: &'a NodeRecord) -> Self {
+        NodeEntry {
+            name: &n.name,
+            status: n.status.unwrap_or(NodeStatus::NotRun),
+            error: &n.error,
+            duration_ms: n.duration_ms.unwrap_or(0),
+            report_vars: &n.report,
+            steps: &n.steps,
+        }
+    }
 }
 
 impl JsonReport {
     pub fn new(path: PathBuf) -> Self {
-        JsonReport {
-            path,
-            doc: None,
-            index: HashMap::new(),
-        }
-    }
-
-    fn node(&mut self, name: &Arc<str>) -> Option<&mut NodeEntry> {
-        let doc = self.doc.as_mut()?;
-        let i = *self.index.entry(name.clone()).or_insert_with(|| {
-            doc.nodes.push(NodeEntry::new(name.clone()));
-            doc.nodes.len() - 1
-        });
-        doc.nodes.get_mut(i)
+        JsonReport { path }
     }
 
     /// The document as JSON, or `None` before `run_started`.
-    fn render(&self) -> Option<serde_json::Result<Vec<u8>>> {
-        let doc = self.doc.as_ref()?;
-        Some(serde_json::to_vec_pretty(doc).map(|mut v| {
+    fn render(run: &RunRecord) -> Option<serde_json::Result<Vec<u8>>> {
+        let doc = Document {
+            run_id: &run.id,
+            playbook: &run.playbook,
+            started: run.started?,
+            finished: run.finished,
+            check: run.check,
+            batches: &run.batches,
+            summary: run.summary.as_ref(),
+            nodes: run.nodes.iter().map(NodeEntry::of).collect(),
+            gates: &run.gates,
+        };
+        Some(serde_json::to_vec_pretty(&doc).map(|mut v| {
             v.push(b'\n');
             v
         }))
     }
 }
 
-impl NodeEntry {
-    /// A node with no `node_finished` yet: it did not run, as far as we know.
-    fn new(name: Arc<str>) -> Self {
-        NodeEntry {
-            name,
-            status: NodeStatus::NotRun,
-            error: None,
-            duration_ms: 0,
-            report_vars: BTreeMap::new(),
-            steps: Vec::new(),
-        }
-    }
-}
-
-impl Reporter for JsonReport {
-    fn event(&mut self, ev: &Stamped) {
-        match &ev.event {
-            Event::RunStarted {
-                run_id,
-                playbook,
-                nodes,
-                batches,
-                check,
-            } => {
-                self.index = nodes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| (n.clone(), i))
-                    .collect();
-                self.doc = Some(Document {
-                    run_id: run_id.clone(),
-                    playbook: playbook.clone(),
-                    started: ev.ts,
-                    finished: None,
-                    check: *check,
-                    batches: batches.clone(),
-                    summary: None,
-                    nodes: nodes.iter().cloned().map(NodeEntry::new).collect(),
-                    gates: Vec::new(),
-                });
-            }
-            Event::StepFinished(s) => {
-                if let Some(n) = self.node(&s.node) {
-                    n.steps.push(s.clone());
-                }
-            }
-            Event::NodeFinished {
-                node,
-                status,
-                error,
-                duration_ms,
-                report,
-            } => {
-                if let Some(n) = self.node(node) {
-                    n.status = *status;
-                    n.error = error.clone();
-                    n.duration_ms = *duration_ms;
-                    n.report_vars = report.clone();
-                }
-            }
-            Event::GateFinished {
-                batch,
-                gate,
-                ok,
-                attempt,
-                error,
-                duration_ms,
-            } => {
-                if let Some(doc) = &mut self.doc {
-                    doc.gates.push(GateEntry {
-                        batch: *batch,
-                        gate: gate.clone(),
-                        ok: *ok,
-                        attempt: *attempt,
-                        error: error.clone(),
-                        duration_ms: *duration_ms,
-                    });
-                }
-            }
-            Event::RunFinished { summary } => {
-                if let Some(doc) = &mut self.doc {
-                    doc.finished = Some(ev.ts);
-                    doc.summary = Some(summary.clone());
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn finish(&mut self) {
-        match self.render() {
+impl Finisher for JsonReport {
+    fn finish(&mut self, run: &RunRecord) {
+        match Self::render(run) {
             None => tracing::warn!(
                 "no run started; the report {} was not written",
                 self.path.display()
@@ -249,7 +161,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::events::StepStatus;
+    use crate::events::{Event, ExitCode, Stamped, StepStatus, StopReason};
 
     pub(crate) fn at(event: Event) -> Stamped {
         Stamped::new(jiff::Timestamp::from_second(1_795_000_000).unwrap(), event)
@@ -285,6 +197,15 @@ pub(crate) mod tests {
             duration_ms: 3000,
             report: [("running_image".to_string(), format!("img-{node}"))].into(),
         }
+    }
+
+    /// The record of a run of `events`.
+    pub(crate) fn record_of(events: Vec<Event>) -> RunRecord {
+        let mut run = RunRecord::new();
+        for e in events {
+            run.apply(&at(e));
+        }
+        run
     }
 
     /// A run with every kind of outcome: changed, failed with on_failure,
@@ -342,9 +263,9 @@ pub(crate) mod tests {
                         unreachable: 1,
                         not_run: 1,
                     },
-                    exit_code: 3,
+                    exit_code: ExitCode::Stopped,
                     duration_ms: 9000,
-                    stopped: Some("gate `endpoint` failed".into()),
+                    stopped: Some(StopReason::Gate("gate `endpoint` failed".into())),
                     check: false,
                 },
             },
@@ -355,11 +276,7 @@ pub(crate) mod tests {
     fn writes_the_whole_run_as_one_document() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("report.json");
-        let mut r = JsonReport::new(path.clone());
-        for e in sample_run() {
-            r.event(&at(e));
-        }
-        r.finish();
+        JsonReport::new(path.clone()).finish(&record_of(sample_run()));
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(v["run_id"], "20261126T101500Z-3fa2");

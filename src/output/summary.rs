@@ -1,17 +1,14 @@
 //! The final summary: a table of the fleet's state at a glance that fits
 //! the terminal, then each failure in full, one line per node and step.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{Cell, ColumnConstraint, ContentArrangement, Table, Width};
 
-use super::Reporter;
-use crate::events::{Event, NodeStatus, Stamped, StepStatus, Summary};
+use super::Finisher;
+use crate::events::{NodeStatus, StepStatus, Summary};
+use crate::record::{NodeRecord, RunRecord};
 use crate::support::text::{human_duration, last_lines};
 
-/// What the summary shows of one node.
+/// What the summary shows of one node, from its record.
 #[derive(Debug, Default, Clone)]
 struct Row {
     status: Option<NodeStatus>,
@@ -22,31 +19,76 @@ struct Row {
     report: std::collections::BTreeMap<String, String>,
 }
 
-/// Builds the summary from events and prints it when the run finishes.
+impl Row {
+    fn of(n: &NodeRecord) -> Row {
+        let mut row = Row {
+            status: n.status,
+            duration_ms: n.duration_ms.unwrap_or(0),
+            report: n.report.clone(),
+            ..Row::default()
+        };
+        for s in &n.steps {
+            // Under --check, `would_run` counts as changed, `would_skip` as skipped.
+            let i = match s.status {
+                StepStatus::Ok => 0,
+                StepStatus::Changed | StepStatus::WouldRun => 1,
+                StepStatus::Skipped | StepStatus::WouldSkip => 2,
+                StepStatus::Failed => 3,
+            };
+            row.counts[i] += 1;
+            if s.status == StepStatus::Failed {
+                row.failures.push(failure_line(s));
+            }
+        }
+        if n.status == Some(NodeStatus::Unreachable)
+            && let Some(e) = &n.error
+        {
+            row.failures.push(format!("unreachable: {}", one_line(e)));
+        }
+        row
+    }
+}
+
+/// Prints the summary of the run's record when the run finishes.
 pub struct SummaryTable {
     report_vars: Vec<String>,
-    order: Vec<Arc<str>>,
-    rows: HashMap<Arc<str>, Row>,
-    summary: Option<Summary>,
     width: Option<u16>,
+}
+
+/// One rendering: the rows of the nodes `run_started` listed, in its order.
+struct View<'a> {
+    report_vars: &'a [String],
+    rows: Vec<(&'a str, Row)>,
+    summary: Option<&'a Summary>,
 }
 
 impl SummaryTable {
     /// `width`: the terminal's columns (none: not a terminal, no limit).
     pub fn new(report_vars: Vec<String>, width: Option<u16>) -> Self {
-        SummaryTable {
-            report_vars,
-            order: Vec::new(),
-            rows: HashMap::new(),
-            summary: None,
-            width,
-        }
+        SummaryTable { report_vars, width }
     }
 
     /// The table, the report values that did not fit it, the failures and
     /// the closing line, as text.
-    pub fn render(&self) -> String {
-        let limit = self.width.map(usize::from).unwrap_or(usize::MAX);
+    pub fn render(&self, run: &RunRecord) -> String {
+        View {
+            report_vars: &self.report_vars,
+            rows: run
+                .listed_nodes()
+                .iter()
+                .map(|n| (&*n.name, Row::of(n)))
+                .collect(),
+            summary: run.summary.as_ref(),
+        }
+        .render(self.width)
+    }
+}
+
+impl View<'_> {
+    /// The table, the report values that did not fit it, the failures and
+    /// the closing line, as text.
+    fn render(&self, width: Option<u16>) -> String {
+        let limit = width.map(usize::from).unwrap_or(usize::MAX);
         // Report values are columns when the table still fits; else a line
         // per node under it.
         let mut text = self.table(true);
@@ -60,16 +102,15 @@ impl SummaryTable {
         // Node names padded alike (up to a point), so the lines under the
         // table align.
         let pad = self
-            .order
+            .rows
             .iter()
-            .map(|n| n.chars().count())
+            .map(|(n, _)| n.chars().count())
             .max()
             .unwrap_or(0)
             .min(16);
         if !inline && !self.report_vars.is_empty() {
             text.push_str("\nreport:");
-            for name in &self.order {
-                let row = self.rows.get(name).cloned().unwrap_or_default();
+            for (name, row) in &self.rows {
                 let values: Vec<String> = self
                     .report_vars
                     .iter()
@@ -78,11 +119,10 @@ impl SummaryTable {
                 text.push_str(&format!("\n  {name:pad$}  {}", values.join("  ")));
             }
         }
-        let failures: Vec<(&Arc<str>, &String)> = self
-            .order
+        let failures: Vec<(&str, &String)> = self
+            .rows
             .iter()
-            .filter_map(|n| self.rows.get(n).map(|r| (n, r)))
-            .flat_map(|(n, r)| r.failures.iter().map(move |f| (n, f)))
+            .flat_map(|(n, r)| r.failures.iter().map(move |f| (*n, f)))
             .collect();
         if !failures.is_empty() {
             text.push_str("\nfailed:");
@@ -90,7 +130,7 @@ impl SummaryTable {
                 text.push_str(&format!("\n  {node:pad$}  {line}"));
             }
         }
-        if let Some(s) = &self.summary {
+        if let Some(s) = self.summary {
             if let Some(why) = &s.stopped {
                 text.push_str(&format!("\nstopped: {why}"));
             }
@@ -122,24 +162,20 @@ impl SummaryTable {
     }
 
     fn build(&self, with_report: bool) -> Table {
-        let mut table = Table::new();
-        table.load_preset(UTF8_BORDERS_ONLY);
-        table.set_content_arrangement(ContentArrangement::Disabled);
         let mut header = vec![
             "node", "status", "ok", "changed", "skipped", "failed", "time",
         ];
         if with_report {
             header.extend(self.report_vars.iter().map(String::as_str));
         }
-        table.set_header(header);
-        for name in &self.order {
-            let row = self.rows.get(name).cloned().unwrap_or_default();
+        let mut table = super::table(header, ContentArrangement::Disabled);
+        for (name, row) in &self.rows {
             let status = row.status.map(NodeStatus::as_str).unwrap_or("not_run");
             let mut cells = vec![Cell::new(name), Cell::new(status)];
             cells.extend(row.counts.iter().map(Cell::new));
             cells.push(Cell::new(human_duration(row.duration_ms)));
             if with_report {
-                for v in &self.report_vars {
+                for v in self.report_vars {
                     cells.push(Cell::new(shown(row.report.get(v))));
                 }
             }
@@ -211,49 +247,10 @@ pub fn closing_line(s: &Summary) -> String {
     )
 }
 
-impl Reporter for SummaryTable {
-    fn event(&mut self, ev: &Stamped) {
-        match &ev.event {
-            Event::RunStarted { nodes, .. } => self.order = nodes.clone(),
-            Event::StepFinished(s) => {
-                let row = self.rows.entry(s.node.clone()).or_default();
-                // Under --check, `would_run` counts as changed, `would_skip` as skipped.
-                let i = match s.status {
-                    StepStatus::Ok => 0,
-                    StepStatus::Changed | StepStatus::WouldRun => 1,
-                    StepStatus::Skipped | StepStatus::WouldSkip => 2,
-                    StepStatus::Failed => 3,
-                };
-                row.counts[i] += 1;
-                if s.status == StepStatus::Failed {
-                    row.failures.push(failure_line(s));
-                }
-            }
-            Event::NodeFinished {
-                node,
-                status,
-                error,
-                duration_ms,
-                report,
-            } => {
-                let row = self.rows.entry(node.clone()).or_default();
-                row.status = Some(*status);
-                row.duration_ms = *duration_ms;
-                row.report = report.clone();
-                if *status == NodeStatus::Unreachable
-                    && let Some(e) = error
-                {
-                    row.failures.push(format!("unreachable: {}", one_line(e)));
-                }
-            }
-            Event::RunFinished { summary } => self.summary = Some(summary.clone()),
-            _ => {}
-        }
-    }
-
-    fn finish(&mut self) {
-        if self.summary.is_some() {
-            super::println(&self.render());
+impl Finisher for SummaryTable {
+    fn finish(&mut self, run: &RunRecord) {
+        if run.summary.is_some() {
+            super::println(&self.render(run));
         }
     }
 }
@@ -261,7 +258,16 @@ impl Reporter for SummaryTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::StepResult;
+    use crate::events::{Event, ExitCode, Stamped, StepResult};
+
+    /// A summary and the record of a run it renders.
+    struct Fixture(SummaryTable, RunRecord);
+
+    impl Fixture {
+        fn render(&self) -> String {
+            self.0.render(&self.1)
+        }
+    }
 
     fn at(event: Event) -> Stamped {
         Stamped::new(jiff::Timestamp::UNIX_EPOCH, event)
@@ -296,8 +302,8 @@ mod tests {
 
     /// A run like the demo's: report values, a failure with stderr, a
     /// rollback that failed too, an unreachable node with a long error.
-    fn demo_like(width: u16, node_name: &str) -> SummaryTable {
-        let mut t = SummaryTable::new(
+    fn demo_like(width: u16, node_name: &str) -> Fixture {
+        let t = SummaryTable::new(
             vec!["previous".into(), "serving".into(), "restored".into()],
             Some(width),
         );
@@ -363,16 +369,17 @@ mod tests {
                         unreachable: 1,
                         ..Default::default()
                     },
-                    exit_code: 1,
+                    exit_code: ExitCode::Failed,
                     duration_ms: 1500,
                     ..Default::default()
                 },
             },
         ];
+        let mut run = RunRecord::new();
         for e in events {
-            t.event(&at(e));
+            run.apply(&at(e));
         }
-        t
+        Fixture(t, run)
     }
 
     /// The table (from its top border to its bottom one) fits `width`.

@@ -6,6 +6,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::support::exit::ExitCode;
+
 /// A user file kept in memory so that any later error can point into it.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
@@ -235,11 +237,11 @@ impl Error {
     }
 
     /// The process exit code this error stands for (SPEC section 2).
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Input(_) => 2,
-            Error::Runtime { .. } => 1,
-            Error::Locked { .. } => 4,
+            Error::Input(_) => ExitCode::BadInput,
+            Error::Runtime { .. } => ExitCode::Failed,
+            Error::Locked { .. } => ExitCode::Locked,
         }
     }
 
