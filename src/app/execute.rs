@@ -75,24 +75,7 @@ pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<(ExitCode, RunR
         None
     } else {
         let lock = lock::acquire(&state, &job.playbook.name, &job.run.id, args.lock_wait);
-        Some(lock.map_err(|e| match &e {
-            lock::LockError::Busy { .. } => Error::Locked {
-                message: e.to_string(),
-            },
-            // A state dir fleetfix may not use (not writable, or writable
-            // by every user) is the environment's bad input: nothing ran.
-            lock::LockError::Io { source, .. }
-                if source.kind() == std::io::ErrorKind::PermissionDenied
-                    || source.raw_os_error() == Some(libc::ELOOP) =>
-            {
-                let text = e.to_string();
-                let (message, hint) = text.split_once("\nhint: ").unwrap_or((&text, ""));
-                Error::input(message, hint)
-            }
-            lock::LockError::Io { .. } => Error::Runtime {
-                message: e.to_string(),
-            },
-        })?)
+        Some(lock.map_err(Error::from)?)
     };
     if let Some(lock) = &_lock {
         tracing::debug!("holding the lock {}", lock.path().display());

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::support::exit::ExitCode;
+use crate::support::error::Error;
 use crate::support::state;
 
 /// How often a `--lock-wait` retries.
@@ -78,15 +78,26 @@ pub enum LockError {
     },
 }
 
-impl LockError {
-    /// The process exit code (SPEC section 2): 4 when busy. (A run maps
-    /// the error into [`crate::support::error::Error`] instead, which also
-    /// tells a state directory it may not use apart as bad input.)
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
-            LockError::Busy { .. } => ExitCode::Locked,
-            LockError::Io { .. } => ExitCode::Failed,
+impl From<LockError> for Error {
+    /// Busy is exit 4; a state directory fleetfix may not use (not
+    /// writable, or writable by every user) is the environment's bad input
+    /// (exit 2: nothing ran); any other failure is a runtime error.
+    fn from(e: LockError) -> Self {
+        match &e {
+            LockError::Busy { .. } => Error::Locked {
+                message: e.to_string(),
+            },
+            LockError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied
+                    || source.raw_os_error() == Some(libc::ELOOP) =>
+            {
+                let text = e.to_string();
+                let (message, hint) = text.split_once("\nhint: ").unwrap_or((&text, ""));
+                Error::input(message, hint)
+            }
+            LockError::Io { .. } => Error::Runtime {
+                message: e.to_string(),
+            },
         }
     }
 }
@@ -292,6 +303,7 @@ fn sanitize(playbook: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::support::exit::ExitCode;
     use std::io::{BufRead, BufReader};
 
     fn busy_fields(e: LockError) -> (Option<u32>, Option<String>, Option<String>, PathBuf) {
@@ -315,7 +327,6 @@ mod tests {
         // flock is per open file description: a second open in the same
         // process conflicts too.
         let err = acquire(dir.path(), "relay-rollout", "run-2", None).unwrap_err();
-        assert_eq!(err.exit_code(), 4);
         let text = err.to_string();
         assert!(
             text.contains(&format!("pid {}", std::process::id())),
@@ -329,6 +340,8 @@ mod tests {
         assert_eq!(run_id.as_deref(), Some("run-1"));
         assert!(started.is_some_and(|s| s.parse::<jiff::Timestamp>().is_ok()));
         assert_eq!(path, held.path());
+        let again = acquire(dir.path(), "relay-rollout", "run-2", None).unwrap_err();
+        assert_eq!(Error::from(again).exit_code(), ExitCode::Locked);
         // Another playbook has its own lock.
         acquire(dir.path(), "other", "run-3", None).unwrap();
     }
