@@ -292,3 +292,212 @@ impl Compiler<'_> {
         })
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::job::form::Content;
+
+    /// A playbook from text; `files` are written beside it (upload sources).
+    pub(crate) fn playbook(name: &str, text: &str, files: &[(&str, &str)]) -> Playbook {
+        let dir = std::env::temp_dir().join(format!("fleetfix-job-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        for (file, content) in files {
+            std::fs::write(dir.join(file), content).expect("writes");
+        }
+        Playbook::from_source(SourceFile {
+            path: dir.join("pb.toml"),
+            text: text.into(),
+        })
+        .unwrap_or_else(|e| panic!("{}", e.render()))
+    }
+
+    const EVERY_KIND: &str = r#"name = "kinds"
+[[gate]]
+name = "local"
+local = "echo ${{ image }}"
+shell = "bash"
+[[gate]]
+name = "health"
+http = { url = "http://h/${{ image }}", headers = { x-a = "a" } }
+timeout = "3s"
+[[steps]]
+run = "echo ${{ role }}"
+expect = { exit = [0, 3], stdout_contains = "ok ${{ x }}", stdout_regex = "^v", stderr_not_contains = ["err", "bad"] }
+[[steps]]
+local = "echo local"
+shell = "bash"
+env = { A = "${{ a }}" }
+when = "w == 1"
+[[steps]]
+http = { url = "http://${{ host }}/", method = "POST", body = "b", via = "ssh" }
+timeout = "7s"
+capture = "v"
+capture_header = "X-Version"
+expect = { headers = { x-v = "${{ y }}" }, body_contains = "ok", body_not_contains = ["no"] }
+[[steps]]
+upload = { src = "f.tmpl", dest = "/etc/${{ role }}.conf", template = true, owner = "${{ user }}" }
+unless = "test -f ${{ flag }}"
+[[steps]]
+upload = { src = "f.bin", dest = "/etc/fixed", mode = "0600" }
+"#;
+
+    fn every_kind() -> (Playbook, Program) {
+        let pb = playbook(
+            "kinds",
+            EVERY_KIND,
+            &[("f.tmpl", "port ${{ port }}\n"), ("f.bin", "raw ${{ x }}")],
+        );
+        let program = compile(&pb).unwrap_or_else(|e| panic!("{}", e.render()));
+        (pb, program)
+    }
+
+    #[test]
+    fn a_run_step_holds_its_script_shell_and_command_expectations() {
+        let (_, p) = every_kind();
+        let Action::Run(c) = &p.steps[0].task.action else {
+            panic!("{:?}", p.steps[0].task.action)
+        };
+        assert_eq!(c.script.text.text, "echo ${{ role }}");
+        assert_eq!((c.shell.as_str(), c.script.what), ("sh", "the script"));
+        assert_eq!(c.expect.exit, [0, 3]);
+        assert_eq!(c.expect.stdout_contains.len(), 1);
+        assert!(c.expect.stdout_regex.is_some());
+        assert_eq!(c.expect.stderr_not_contains.len(), 2);
+        let reads: Vec<&str> = p.steps[0].reads.iter().map(String::as_str).collect();
+        assert_eq!(reads, ["role", "x"]);
+    }
+
+    #[test]
+    fn a_local_step_holds_its_shell_and_env_but_not_its_when() {
+        let (_, p) = every_kind();
+        let step = &p.steps[1];
+        let Action::Local(c) = &step.task.action else {
+            panic!("{:?}", step.task.action)
+        };
+        assert_eq!(c.shell, "bash");
+        assert_eq!(c.expect.exit, [0]);
+        assert_eq!(step.task.action.shell(), ("bash", true));
+        assert_eq!(step.task.env.len(), 1);
+        assert_eq!(step.task.env[0].1.what, "`env`");
+        // `w` is read by `when`, which validation reads apart.
+        let reads: Vec<&str> = step.reads.iter().map(String::as_str).collect();
+        assert_eq!(reads, ["a"]);
+    }
+
+    #[test]
+    fn an_http_step_holds_its_request_and_http_expectations() {
+        let (_, p) = every_kind();
+        let Action::Http(h) = &p.steps[2].task.action else {
+            panic!("{:?}", p.steps[2].task.action)
+        };
+        assert!(h.via_ssh);
+        assert_eq!(h.capture_header.as_deref(), Some("x-version"));
+        let req = &h.check.request;
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.timeout, Duration::from_secs(7), "the step's timeout");
+        assert!(req.body.is_some() && req.headers.is_empty());
+        assert_eq!(req.url.what, "an HTTP request");
+        assert_eq!(h.check.expect.status, (200..400).collect::<Vec<u16>>());
+        assert_eq!(h.check.expect.headers[0].0, "x-v");
+        assert_eq!(h.check.expect.body_contains.len(), 1);
+        assert_eq!(h.check.expect.body_not_contains.len(), 1);
+        let reads: Vec<&str> = p.steps[2].reads.iter().map(String::as_str).collect();
+        assert_eq!(reads, ["host", "y"]);
+    }
+
+    #[test]
+    fn upload_steps_hold_their_file_as_a_template_or_bytes() {
+        let (_, p) = every_kind();
+        let Action::Upload(u) = &p.steps[3].task.action else {
+            panic!("{:?}", p.steps[3].task.action)
+        };
+        assert!(
+            matches!(&u.file.content, Content::Template(t) if t.what == "the uploaded template")
+        );
+        assert!(u.file.owner.is_some() && u.file.mode.is_none());
+        assert!(p.steps[3].task.unless.is_some());
+        let reads: Vec<&str> = p.steps[3].reads.iter().map(String::as_str).collect();
+        assert_eq!(reads, ["flag", "port", "role", "user"]);
+        let Action::Upload(u) = &p.steps[4].task.action else {
+            panic!("{:?}", p.steps[4].task.action)
+        };
+        // Not a template: `${{ x }}` is the file's own bytes.
+        assert!(matches!(&u.file.content, Content::Bytes(b) if &b[..] == b"raw ${{ x }}"));
+        assert_eq!(u.file.mode, Some(0o600));
+        assert!(p.steps[4].reads.is_empty());
+    }
+
+    #[test]
+    fn gates_compile_to_a_command_or_a_request() {
+        let (_, p) = every_kind();
+        let GateCheck::Local(c) = &p.gates[0] else {
+            panic!("{:?}", p.gates[0])
+        };
+        assert_eq!((c.shell.as_str(), c.script.what), ("bash", "a gate"));
+        let GateCheck::Http(h) = &p.gates[1] else {
+            panic!("{:?}", p.gates[1])
+        };
+        assert_eq!(
+            h.request.timeout,
+            Duration::from_secs(3),
+            "the gate's timeout"
+        );
+        assert_eq!(h.request.url.what, "a gate");
+        assert_eq!(h.expect.status, (200..300).collect::<Vec<u16>>());
+    }
+
+    fn compile_error(name: &str, text: &str) -> String {
+        let pb = playbook(name, text, &[]);
+        match compile(&pb) {
+            Ok(_) => panic!("{text} compiles"),
+            Err(e) => e.one_line(),
+        }
+    }
+
+    #[test]
+    fn compile_errors_name_the_template_and_its_place() {
+        let head = "name = \"x\"\n[[steps]]\n";
+        let cases = [
+            (
+                "run = \"echo ${{ a b }}\"\n",
+                "3:19: template syntax error in a template",
+            ),
+            (
+                "run = \"true\"\nenv = { A = \"${{ }}\" }\n",
+                "4:18: template syntax error in a template",
+            ),
+            (
+                "http = { url = \"http://${{ x y }}/\" }\n",
+                "3:30: template syntax error in an HTTP request",
+            ),
+            (
+                "run = \"true\"\nexpect = { stdout_contains = \"${{ ( }}\" }\n",
+                "4:37: template syntax error in `expect`",
+            ),
+            (
+                "run = \"true\"\nwhen = \"a ==\"\n",
+                "4:11: template syntax error in `when`",
+            ),
+        ];
+        for (i, (step, want)) in cases.iter().enumerate() {
+            let got = compile_error(&format!("err{i}"), &format!("{head}{step}"));
+            assert!(got.contains(want), "{step}: {got}");
+        }
+        let gate = "name = \"x\"\n[[gate]]\nname = \"g\"\nlocal = \"${{ a b }}\"\n[[steps]]\nrun = \"true\"\n";
+        let got = compile_error("gate", gate);
+        assert!(
+            got.contains("4:16: template syntax error in a gate"),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn the_first_template_in_playbook_order_reports_its_error() {
+        // The script compiles before `unless`, and main steps before on_failure.
+        let text = "name = \"x\"\n[[steps]]\nrun = \"${{ a b }}\"\nunless = \"${{ c d }}\"\n\
+                    [[on_failure]]\nrun = \"${{ e f }}\"\n";
+        let got = compile_error("order", text);
+        assert!(got.contains(":3:"), "{got}");
+    }
+}
