@@ -193,3 +193,206 @@ impl<'a> Renderer<'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::playbook::Playbook;
+    use crate::job::compile::tests::playbook;
+    use crate::job::compile::{Program, compile};
+    use minijinja::Value;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect()
+    }
+
+    fn compiled(name: &str, text: &str, files: &[(&str, &str)]) -> (Playbook, Program) {
+        let pb = playbook(name, text, files);
+        let program = compile(&pb).unwrap_or_else(|e| panic!("{}", e.render()));
+        (pb, program)
+    }
+
+    fn task(name: &str, text: &str, files: &[(&str, &str)], v: &Vars) -> Result<Task, Error> {
+        let (pb, p) = compiled(name, text, files);
+        Renderer::new(&p.templates, &pb.source, v).task(&p.steps[0].task)
+    }
+
+    const HEAD: &str = "name = \"x\"\n[[steps]]\n";
+
+    #[test]
+    fn a_run_step_renders_its_script_quoted_and_its_expectations_as_text() {
+        let text = format!(
+            "{HEAD}run = \"echo ${{{{ msg }}}}\"\nenv = {{ A = \"${{{{ msg }}}}\" }}\n\
+             unless = \"test ${{{{ msg }}}}\"\n\
+             expect = {{ stdout_contains = \"${{{{ msg }}}}\", stdout_regex = \"^${{{{ n }}}}$\" }}\n"
+        );
+        let t = task("r-run", &text, &[], &vars(&[("msg", "a b"), ("n", "1")])).expect("renders");
+        let Action::Run(c) = &t.action else {
+            panic!("{:?}", t.action)
+        };
+        assert_eq!(c.script, "echo 'a b'");
+        assert_eq!(t.unless.as_deref(), Some("test 'a b'"));
+        assert_eq!(t.env, [("A".to_string(), "a b".to_string())]);
+        assert_eq!(c.expect.stdout_contains, ["a b"]);
+        assert_eq!(c.expect.check(0, "x\n1\na b", ""), None);
+        assert!(c.expect.check(0, "x1", "a b").is_some());
+    }
+
+    #[test]
+    fn a_local_step_keeps_its_shell() {
+        let text = format!("{HEAD}local = \"echo ${{{{ msg }}}}\"\nshell = \"bash\"\n");
+        let t = task("r-local", &text, &[], &vars(&[("msg", "hi")])).expect("renders");
+        let Action::Local(c) = &t.action else {
+            panic!("{:?}", t.action)
+        };
+        assert_eq!((c.script.as_str(), c.shell.as_str()), ("echo hi", "bash"));
+        assert_eq!(t.action.shell(), ("bash", true));
+    }
+
+    #[test]
+    fn an_http_step_renders_its_request_and_expectations_as_text() {
+        let text = format!(
+            "{HEAD}http = {{ url = \"http://${{{{ h }}}}/a b\", headers = {{ X-A = \"${{{{ h }}}}\" }}, \
+             body = \"${{{{ h }}}}\" }}\n\
+             expect = {{ status = 204, headers = {{ x-v = \"${{{{ h }}}}\" }}, body_contains = \"${{{{ h }}}}\" }}\n"
+        );
+        let t = task("r-http", &text, &[], &vars(&[("h", "a b")])).expect("renders");
+        let Action::Http(h) = &t.action else {
+            panic!("{:?}", t.action)
+        };
+        let req = &h.check.request;
+        assert_eq!(req.url, "http://a b/a b");
+        assert_eq!(req.headers, [("X-A".to_string(), "a b".to_string())]);
+        assert_eq!(req.body.as_deref(), Some("a b"));
+        assert_eq!(req.timeout, crate::job::http::DEFAULT_HTTP_TIMEOUT);
+        assert_eq!(h.check.expect.status, [204]);
+        assert_eq!(h.check.expect.headers[0].1, "a b");
+        assert_eq!(h.check.expect.body_contains, ["a b"]);
+    }
+
+    #[test]
+    fn upload_steps_render_a_templated_file_and_keep_a_plain_one() {
+        let files = [
+            ("f.tmpl", "port ${{ port }}\n"),
+            ("f.bin", "raw ${{ port }}"),
+        ];
+        let text = format!(
+            "{HEAD}upload = {{ src = \"f.tmpl\", dest = \"/etc/${{{{ port }}}}\", template = true, \
+             owner = \"u${{{{ port }}}}\" }}\n[[steps]]\nupload = {{ src = \"f.bin\", dest = \"/etc/b\" }}\n"
+        );
+        let (pb, p) = compiled("r-upload", &text, &files);
+        let v = vars(&[("port", "80")]);
+        let r = Renderer::new(&p.templates, &pb.source, &v);
+        let t = r.task(&p.steps[0].task).expect("renders");
+        let Action::Upload(u) = &t.action else {
+            panic!("{:?}", t.action)
+        };
+        assert_eq!(u.file.content, b"port 80\n");
+        assert_eq!(u.file.dest, "/etc/80");
+        assert_eq!(u.file.owner.as_deref(), Some("u80"));
+        assert_eq!(u.expect.exit, [0]);
+        let t = r.task(&p.steps[1].task).expect("renders");
+        let Action::Upload(u) = &t.action else {
+            panic!("{:?}", t.action)
+        };
+        assert_eq!(u.file.content, b"raw ${{ port }}");
+    }
+
+    #[test]
+    fn gates_render_requests_like_steps_but_name_themselves_in_errors() {
+        let text = "name = \"x\"\n[[gate]]\nname = \"g\"\n\
+                    http = { url = \"http://${{ h }}/\", headers = { X-A = \"${{ h }}\" } }\n\
+                    expect = { body_not_contains = \"${{ h }}\" }\n\
+                    [[gate]]\nname = \"l\"\nlocal = \"echo ${{ h }}\"\nexpect = { exit = 3 }\n\
+                    [[steps]]\nrun = \"true\"\n";
+        let (pb, p) = compiled("r-gate", text, &[]);
+        let v = vars(&[("h", "a b")]);
+        let r = Renderer::new(&p.templates, &pb.source, &v);
+        let GateCheck::Http(h) = r.gate(&p.gates[0]).expect("renders") else {
+            panic!("an http gate")
+        };
+        assert_eq!(h.request.url, "http://a b/");
+        assert_eq!(h.request.headers[0].1, "a b");
+        assert_eq!(h.expect.body_not_contains, ["a b"]);
+        let GateCheck::Local(c) = r.gate(&p.gates[1]).expect("renders") else {
+            panic!("a local gate")
+        };
+        assert_eq!(
+            (c.script.as_str(), c.expect.exit.as_slice()),
+            ("echo 'a b'", &[3][..])
+        );
+        let empty = vars(&[]);
+        let e = Renderer::new(&p.templates, &pb.source, &empty)
+            .gate(&p.gates[0])
+            .expect_err("h is undefined");
+        // Headers render before the URL, as for steps.
+        assert!(
+            e.one_line()
+                .ends_with(":4:59: undefined variable `h` in a gate"),
+            "{}",
+            e.one_line()
+        );
+    }
+
+    #[test]
+    fn undefined_variables_are_named_with_the_field_they_are_in() {
+        let cases = [
+            (
+                "run = \"echo ${{ nope }}\"\n",
+                "3:17: undefined variable `nope` in the script",
+            ),
+            (
+                "run = \"true\"\nunless = \"${{ nope }}\"\n",
+                "4:15: undefined variable `nope` in `unless`",
+            ),
+            (
+                "run = \"true\"\nenv = { A = \"${{ nope }}\" }\n",
+                "4:18: undefined variable `nope` in `env`",
+            ),
+            (
+                "http = { url = \"${{ nope }}\" }\n",
+                "3:21: undefined variable `nope` in an HTTP request",
+            ),
+            (
+                "upload = { src = \"f\", dest = \"${{ nope }}\" }\n",
+                "3:35: undefined variable `nope` in `dest`",
+            ),
+            (
+                "run = \"true\"\nexpect = { stderr_not_contains = [\"${{ nope }}\"] }\n",
+                "4:38: undefined variable `nope` in `expect`",
+            ),
+        ];
+        for (i, (step, want)) in cases.iter().enumerate() {
+            let text = format!("{HEAD}{step}");
+            let e = task(&format!("r-undef{i}"), &text, &[("f", "")], &vars(&[]))
+                .expect_err("undefined");
+            assert!(e.one_line().ends_with(want), "{step}: {}", e.one_line());
+            assert!(!e.is_provisional());
+        }
+    }
+
+    #[test]
+    fn an_invalid_regex_is_refused_and_provisional_behind_a_placeholder() {
+        let text =
+            format!("{HEAD}run = \"true\"\nexpect = {{ stdout_regex = \"${{{{ re }}}}\" }}\n");
+        let e = task("r-regex", &text, &[], &vars(&[("re", "(")])).expect_err("invalid");
+        assert!(
+            e.one_line()
+                .contains("4:27: stdout_regex is not a valid regular expression"),
+            "{}",
+            e.one_line()
+        );
+        assert!(!e.is_provisional());
+        let v: Vars = [(
+            "re".to_string(),
+            crate::config::template::verbatim("${{ c }}("),
+        )]
+        .into_iter()
+        .collect();
+        let e = task("r-regex2", &text, &[], &v).expect_err("invalid");
+        assert!(e.is_provisional());
+    }
+}
