@@ -40,7 +40,7 @@ const ENV: Names = ("a template", "`env`");
 const DEST: Names = ("a template", "`dest`");
 const OWNER: Names = ("a template", "`owner`");
 const CONTENT: Names = ("a template", "the uploaded template");
-const REQUEST: Names = ("an HTTP request", "an HTTP request");
+const REQUEST: Names = ("a template", "an HTTP request");
 const GATE: Names = ("a gate", "a gate");
 const GATE_REQUEST: Names = ("an HTTP request", "a gate");
 const EXPECT: Names = ("`expect`", "`expect`");
@@ -469,7 +469,7 @@ upload = { src = "f.bin", dest = "/etc/fixed", mode = "0600" }
             ),
             (
                 "http = { url = \"http://${{ x y }}/\" }\n",
-                "3:30: template syntax error in an HTTP request",
+                "3:30: template syntax error in a template",
             ),
             (
                 "run = \"true\"\nexpect = { stdout_contains = \"${{ ( }}\" }\n",
@@ -488,6 +488,14 @@ upload = { src = "f.bin", dest = "/etc/fixed", mode = "0600" }
         let got = compile_error("gate", gate);
         assert!(
             got.contains("4:16: template syntax error in a gate"),
+            "{got}"
+        );
+        // A gate's request, unlike a step's, is named as one.
+        let gate = "name = \"x\"\n[[gate]]\nname = \"g\"\nhttp = { url = \"${{ a b }}\" }\n\
+                    [[steps]]\nrun = \"true\"\n";
+        let got = compile_error("gate-http", gate);
+        assert!(
+            got.contains("4:23: template syntax error in an HTTP request"),
             "{got}"
         );
     }
