@@ -76,6 +76,9 @@ pub fn compile(pb: &Playbook) -> Result<Program, Error> {
     })
 }
 
+/// A step's `unless` and `env`, compiled.
+type GuardAndEnv = (Option<Tpl>, Vec<(String, Tpl)>);
+
 struct Compiler<'a> {
     templates: Templates,
     src: &'a SourceFile,
@@ -159,8 +162,7 @@ impl Compiler<'_> {
     }
 
     /// A step's `unless` and `env`.
-    #[allow(clippy::type_complexity)]
-    fn guard_and_env(&mut self, step: &Step) -> Result<(Option<Tpl>, Vec<(String, Tpl)>), Error> {
+    fn guard_and_env(&mut self, step: &Step) -> Result<GuardAndEnv, Error> {
         let unless = step
             .unless
             .as_ref()
