@@ -4,9 +4,10 @@ use std::path::Path;
 
 use super::prepare;
 use crate::app::cli::{Common, OutputFormat};
-use crate::config::playbook::{Action, Playbook};
+use crate::config::playbook::Playbook;
 use crate::config::vars;
 use crate::events::ExitCode;
+use crate::job::action::Action;
 use crate::job::{Job, StepRef};
 use crate::output::runs::{render_detail, render_list};
 use crate::record;
@@ -56,14 +57,13 @@ pub(super) fn plan(path: &Path, common: &Common) -> Result<ExitCode, Error> {
 
 fn plan_step(job: &Job, r: StepRef, vars: &mut vars::Vars, out: &mut String) -> Result<(), Error> {
     let step = job.step(r);
-    let rendered = job.render(r, vars)?;
-    let sh = String::from("sh");
-    let (kind, shell) = match &step.action {
-        Action::Run { shell, .. } => ("run", shell),
-        Action::Local { shell, .. } => ("local", shell),
-        Action::Http { via_ssh: true, .. } => ("http via ssh", &sh),
-        Action::Http { .. } => ("http", &sh),
-        Action::Upload(_) => ("upload", &sh),
+    let task = job.render(r, vars)?;
+    let (kind, shell) = match &task.action {
+        Action::Run(c) => ("run", c.shell.as_str()),
+        Action::Local(c) => ("local", c.shell.as_str()),
+        Action::Http(h) if h.via_ssh => ("http via ssh", "sh"),
+        Action::Http(_) => ("http", "sh"),
+        Action::Upload(_) => ("upload", "sh"),
     };
     let label = if r.on_failure { "on_failure" } else { "step" };
     out.push_str(&format!(
@@ -81,33 +81,39 @@ fn plan_step(job: &Job, r: StepRef, vars: &mut vars::Vars, out: &mut String) -> 
     if let Some(w) = &step.when {
         out.push_str(&format!("   when: {}\n", w.text.trim()));
     }
-    if let Some(u) = &rendered.unless {
+    if let Some(u) = &task.unless {
         out.push_str(&format!("   unless: {}\n", u.trim()));
     }
-    for (k, v) in &rendered.env {
+    for (k, v) in &task.env {
         out.push_str(&format!("   env {k}={v}\n"));
     }
-    if let Some(u) = &rendered.upload {
-        let mode = u.mode.map(|m| format!(" mode {m:04o}")).unwrap_or_default();
-        let owner = u
-            .owner
-            .as_ref()
-            .map(|o| format!(" owner {o}"))
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "   -> {} ({} bytes){mode}{owner}\n",
-            u.dest,
-            u.content.len()
-        ));
-    }
-    if let Some(req) = &rendered.http {
-        out.push_str(&format!("   {} {}\n", req.method, req.url));
-        for (k, v) in &req.headers {
-            out.push_str(&format!("   {k}: {v}\n"));
+    match &task.action {
+        Action::Upload(u) => {
+            let u = &u.file;
+            let mode = u.mode.map(|m| format!(" mode {m:04o}")).unwrap_or_default();
+            let owner = u
+                .owner
+                .as_ref()
+                .map(|o| format!(" owner {o}"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "   -> {} ({} bytes){mode}{owner}\n",
+                u.dest,
+                u.content.len()
+            ));
         }
-    }
-    for line in rendered.script.trim_end().lines() {
-        out.push_str(&format!("   | {line}\n"));
+        Action::Http(h) => {
+            let req = &h.check.request;
+            out.push_str(&format!("   {} {}\n", req.method, req.url));
+            for (k, v) in &req.headers {
+                out.push_str(&format!("   {k}: {v}\n"));
+            }
+        }
+        Action::Run(c) | Action::Local(c) => {
+            for line in c.script.trim_end().lines() {
+                out.push_str(&format!("   | {line}\n"));
+            }
+        }
     }
     if let Some(c) = &step.capture {
         vars.insert(c.get_ref().clone(), Job::placeholder(c.get_ref()));

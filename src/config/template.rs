@@ -5,7 +5,6 @@
 //! commands; `| raw` marks a value as meant verbatim. Text templates (URLs,
 //! headers, expectations) insert plain text.
 
-use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::mem::{Discriminant, discriminant};
 use std::ops::Range;
@@ -31,15 +30,27 @@ pub enum Mode {
     Text,
 }
 
+/// A compiled template: a handle into the [`Templates`] that compiled it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TemplateId(usize);
+
 /// Compiled templates of one playbook, rendered many times (once per node).
 pub struct Templates {
     env: Environment<'static>,
-    /// Output of the templates with no `${{ }}` (or block, or comment):
+    /// Indexed by [`TemplateId`].
+    entries: Vec<Entry>,
+}
+
+/// One compiled template.
+struct Entry {
+    /// Its name in the environment (the auto-escape hook reads the mode
+    /// from it).
+    name: String,
+    /// The output of a template with no `${{ }}` (or block, or comment):
     /// the same on every node, so rendered once.
-    fixed: HashMap<String, String>,
-    /// The top-level variables each other template reads: all its output
-    /// can depend on.
-    reads: HashMap<String, Vec<String>>,
+    fixed: Option<String>,
+    /// The top-level variables it reads: all its output can depend on.
+    reads: Vec<String>,
 }
 
 /// What a template sees of one variable: absent, or its value with its
@@ -122,38 +133,38 @@ impl Templates {
         env.add_filter("raw", |v: Value| verbatim(value_text(&v)));
         Templates {
             env,
-            fixed: Default::default(),
-            reads: Default::default(),
+            entries: Vec::new(),
         }
     }
 
-    /// Compiles a template under `key`; `key` must be unique per playbook.
-    pub fn add(&mut self, key: &str, mode: Mode, source: &str) -> Result<(), minijinja::Error> {
+    /// Compiles a template; the handle renders it.
+    pub fn add(&mut self, mode: Mode, source: &str) -> Result<TemplateId, minijinja::Error> {
+        let id = TemplateId(self.entries.len());
         let name = match mode {
-            Mode::Shell => format!("{SHELL_PREFIX}{key}"),
-            Mode::Text => key.to_string(),
+            Mode::Shell => format!("{SHELL_PREFIX}{}", id.0),
+            Mode::Text => id.0.to_string(),
         };
-        let fixed = !["${{", "${%", "$%#"].iter().any(|d| source.contains(d));
+        let is_fixed = !["${{", "${%", "$%#"].iter().any(|d| source.contains(d));
         self.env
             .add_template_owned(name.clone(), source.to_string())?;
         let template = self.env.get_template(&name)?;
-        if fixed {
-            let text = template.render(Value::UNDEFINED)?;
-            self.fixed.insert(name, text);
+        let (fixed, reads) = if is_fixed {
+            (Some(template.render(Value::UNDEFINED)?), Vec::new())
         } else {
             let reads = template.undeclared_variables(false).into_iter().collect();
-            self.reads.insert(key.to_string(), reads);
-        }
-        Ok(())
+            (None, reads)
+        };
+        self.entries.push(Entry { name, fixed, reads });
+        Ok(id)
     }
 
-    /// The variables read by every template whose key starts with `prefix`.
-    pub fn reads(&self, prefix: &str) -> BTreeSet<String> {
-        self.reads
-            .iter()
-            .filter(|(key, _)| key.starts_with(prefix))
-            .flat_map(|(_, names)| names.iter().cloned())
-            .collect()
+    /// The variables a template reads (none for fixed text).
+    pub fn reads(&self, id: TemplateId) -> &[String] {
+        &self.entry(id).reads
+    }
+
+    fn entry(&self, id: TemplateId) -> &Entry {
+        &self.entries[id.0]
     }
 
     /// A `when` expression compiled. The template delimiters have no place
@@ -179,21 +190,13 @@ impl Templates {
         Ok(compiled.undeclared_variables(false).into_iter().collect())
     }
 
-    /// Renders the template added under `key` with `mode`.
-    pub fn render(
-        &self,
-        key: &str,
-        mode: Mode,
-        ctx: &Context<'_>,
-    ) -> Result<String, minijinja::Error> {
-        let name = match mode {
-            Mode::Shell => format!("{SHELL_PREFIX}{key}"),
-            Mode::Text => key.to_string(),
-        };
-        if let Some(text) = self.fixed.get(&name) {
+    /// Renders a template added to these templates.
+    pub fn render(&self, id: TemplateId, ctx: &Context<'_>) -> Result<String, minijinja::Error> {
+        let entry = self.entry(id);
+        if let Some(text) = &entry.fixed {
             return Ok(text.clone());
         }
-        self.env.get_template(&name)?.render(ctx.value())
+        self.env.get_template(&entry.name)?.render(ctx.value())
     }
 
     /// Evaluates a `when` expression to a boolean.
@@ -380,27 +383,22 @@ mod tests {
 
     fn render(mode: Mode, src: &str, ctx: Value) -> Result<String, minijinja::Error> {
         let mut t = Templates::new();
-        t.add("t", mode, src)?;
-        t.render("t", mode, &Context::lazy(move || ctx.clone()))
+        let id = t.add(mode, src)?;
+        t.render(id, &Context::lazy(move || ctx.clone()))
     }
 
     #[test]
     fn fixed_text_is_rendered_once_without_the_variables() {
         let mut t = Templates::new();
         let src = "echo '$HOME' ${#x} {{ not ours }}\n";
-        t.add("fixed", Mode::Shell, src).expect("compiles");
-        t.add("var", Mode::Shell, "echo ${{ x }}")
-            .expect("compiles");
+        let fixed = t.add(Mode::Shell, src).expect("compiles");
+        let var = t.add(Mode::Shell, "echo ${{ x }}").expect("compiles");
         let never = Context::lazy(|| panic!("a fixed template needs no variables"));
-        assert_eq!(
-            t.render("fixed", Mode::Shell, &never).expect("renders"),
-            src
-        );
+        assert_eq!(t.render(fixed, &never).expect("renders"), src);
+        assert!(t.reads(fixed).is_empty());
+        assert_eq!(t.reads(var), ["x"]);
         let ctx = Context::lazy(|| Value::from_iter([("x", "a b")]));
-        assert_eq!(
-            t.render("var", Mode::Shell, &ctx).expect("renders"),
-            "echo 'a b'"
-        );
+        assert_eq!(t.render(var, &ctx).expect("renders"), "echo 'a b'");
     }
 
     #[test]

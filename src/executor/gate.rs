@@ -4,9 +4,9 @@
 use std::time::Instant;
 
 use super::Shared;
-use super::node::{check_expect, script_input};
+use super::node::{check, script_input};
 use crate::events::Event;
-use crate::job::{GateRun, RenderedGate};
+use crate::job::action::GateCheck;
 use crate::transport::local;
 use crate::transport::{Connector, ExecRequest};
 
@@ -51,7 +51,7 @@ async fn attempts<C: Connector>(
     retries: u32,
     delay: std::time::Duration,
     timeout: Option<std::time::Duration>,
-    gate: &RenderedGate,
+    gate: &GateCheck,
 ) -> (u32, Option<String>) {
     let mut last = None;
     for attempt in 1..=retries + 1 {
@@ -72,15 +72,14 @@ async fn attempts<C: Connector>(
 async fn once<C: Connector>(
     shared: &Shared<C>,
     timeout: Option<std::time::Duration>,
-    gate: &RenderedGate,
+    gate: &GateCheck,
 ) -> Option<String> {
-    let (command_expect, http_expect) = &gate.expect;
-    match &gate.check {
-        GateRun::Local { script, shell } => {
+    match gate {
+        GateCheck::Local(c) => {
             let req = ExecRequest {
-                shell: shell.clone(),
+                shell: c.shell.clone(),
                 sudo: false,
-                stdin: script_input(script, &[]).into_bytes(),
+                stdin: script_input(&c.script, &[]).into_bytes(),
                 timeout,
                 output_cap: shared.opts.output_cap,
                 cancel: shared.opts.control.kill.clone(),
@@ -88,7 +87,7 @@ async fn once<C: Connector>(
                 step: None,
             };
             match local::exec(&req).await {
-                Ok(out) => check_expect(&out, command_expect, timeout, false).map(|why| {
+                Ok(out) => check(&out, &c.expect, timeout, false).map(|why| {
                     let tail = crate::support::text::last_lines(&out.stderr.text(), 3);
                     if tail.is_empty() {
                         why
@@ -99,9 +98,17 @@ async fn once<C: Connector>(
                 Err(e) => Some(e.to_string()),
             }
         }
-        GateRun::Http(req) => {
-            match async { shared.http()?.send(req, shared.opts.output_cap).await }.await {
-                Ok(resp) => http_expect
+        GateCheck::Http(h) => {
+            match async {
+                shared
+                    .http()?
+                    .send(&h.request, shared.opts.output_cap)
+                    .await
+            }
+            .await
+            {
+                Ok(resp) => h
+                    .expect
                     .check(&resp)
                     .map(|why| format!("{why}\n{}", resp.describe())),
                 Err(e) => Some(e.to_string()),

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::Shared;
-use crate::config::playbook::Action;
 use crate::config::vars::Vars;
 use crate::events::{Event, NodeStatus, StepResult, StepStatus};
-use crate::job::{RenderedExpect, RenderedStep, StepRef};
+use crate::job::StepRef;
+use crate::job::action::{Action, Task};
+use crate::job::expect::CommandExpect;
 use crate::support::quote::shell_quote;
 use crate::transport::{
     Ahead, Connector, ExecOutput, ExecRequest, ExitStatus, Session, SessionError,
@@ -258,12 +259,15 @@ impl<C: Connector> NodeRun<'_, C> {
             Ok(false) => return skip(result, skipped, "`when` is false"),
             Err(e) => return fail(result, e.one_line()),
         }
-        let rendered = match job.render(r, vars) {
+        let task = match job.render(r, vars) {
             Ok(x) => x,
             Err(e) => return fail(result, e.one_line()),
         };
-        if let Some(guard) = &rendered.unless {
-            match self.exec(r, guard, &rendered.env, None, false).await {
+        if let Some(guard) = &task.unless {
+            match self
+                .exec(r, &task.action, guard, &task.env, None, false)
+                .await
+            {
                 Ok(out) if out.status == ExitStatus::Code(0) => {
                     return skip(result, skipped, "`unless` command exited 0");
                 }
@@ -275,9 +279,16 @@ impl<C: Connector> NodeRun<'_, C> {
         }
         if dry {
             // An upload can tell, read-only, whether it would write.
-            let status = match &rendered.upload {
-                Some(u) => match self
-                    .exec(r, &upload::script(u, true), &[], step.timeout, false)
+            let status = match &task.action {
+                Action::Upload(u) => match self
+                    .exec(
+                        r,
+                        &task.action,
+                        &upload::script(&u.file, true),
+                        &[],
+                        step.timeout,
+                        false,
+                    )
                     .await
                 {
                     Ok(out)
@@ -290,13 +301,13 @@ impl<C: Connector> NodeRun<'_, C> {
                     Err(SessionError::Locked(h)) => return StepEnd::Locked(h),
                     Err(e) => return fail(result, e.to_string()),
                 },
-                None => StepStatus::WouldRun,
+                _ => StepStatus::WouldRun,
             };
             result.status = status;
             return StepEnd::Done(status);
         }
         let attempts = step.retries + 1;
-        let ahead = self.ahead(r, &rendered, vars);
+        let ahead = self.ahead(r, &task, vars);
         if !ahead.is_empty() {
             self.session.run_ahead(ahead);
         }
@@ -310,7 +321,7 @@ impl<C: Connector> NodeRun<'_, C> {
                 attempt,
                 on_failure: r.on_failure,
             });
-            let out = match self.attempt(r, &rendered).await {
+            let out = match self.attempt(r, &task).await {
                 Ok(out) => out,
                 Err(SessionError::Lost(m)) => {
                     result.error = Some(m.clone());
@@ -356,64 +367,53 @@ impl<C: Connector> NodeRun<'_, C> {
     }
 
     /// One attempt of the step's action, checked against its expectations.
-    async fn attempt(&self, r: StepRef, rendered: &RenderedStep) -> Result<Attempt, SessionError> {
+    async fn attempt(&self, r: StepRef, task: &Task) -> Result<Attempt, SessionError> {
         let step = self.shared.job.step(r);
-        if let Some(u) = &rendered.upload {
-            let out = self
-                .exec(
-                    r,
-                    &upload::script(u, false),
-                    &rendered.env,
-                    step.timeout,
-                    false,
-                )
-                .await?;
-            let stdout = out.stdout.text();
-            let outcome = upload::outcome(&stdout);
-            let failure = check(&out, rendered, step.timeout, step.sudo).or_else(|| {
-                outcome
-                    .is_none()
-                    .then(|| "the node did not confirm the upload".to_string())
-            });
-            return Ok(Attempt {
-                exit: out.status.code(),
-                failure,
-                capture: String::new(),
-                stdout,
-                stderr: out.stderr.text(),
-                interrupted: out.status.interrupted(),
-                unchanged: outcome == Some(upload::Outcome::Same),
-            });
-        }
-        let Action::Http {
-            via_ssh,
-            capture_header,
-            ..
-        } = &step.action
-        else {
-            let out = self
-                .exec(r, &rendered.script, &rendered.env, step.timeout, true)
-                .await?;
-            let stdout = out.stdout.text();
-            return Ok(Attempt {
-                exit: out.status.code(),
-                failure: check(&out, rendered, step.timeout, step.sudo),
-                capture: stdout.clone(),
-                stdout,
-                stderr: out.stderr.text(),
-                interrupted: out.status.interrupted(),
-                unchanged: false,
-            });
+        let h = match &task.action {
+            Action::Upload(u) => {
+                let script = upload::script(&u.file, false);
+                let out = self
+                    .exec(r, &task.action, &script, &task.env, step.timeout, false)
+                    .await?;
+                let stdout = out.stdout.text();
+                let outcome = upload::outcome(&stdout);
+                let failure = check(&out, &u.expect, step.timeout, step.sudo).or_else(|| {
+                    outcome
+                        .is_none()
+                        .then(|| "the node did not confirm the upload".to_string())
+                });
+                return Ok(Attempt {
+                    exit: out.status.code(),
+                    failure,
+                    capture: String::new(),
+                    stdout,
+                    stderr: out.stderr.text(),
+                    interrupted: out.status.interrupted(),
+                    unchanged: outcome == Some(upload::Outcome::Same),
+                });
+            }
+            Action::Run(c) | Action::Local(c) => {
+                let out = self
+                    .exec(r, &task.action, &c.script, &task.env, step.timeout, true)
+                    .await?;
+                let stdout = out.stdout.text();
+                return Ok(Attempt {
+                    exit: out.status.code(),
+                    failure: check(&out, &c.expect, step.timeout, step.sudo),
+                    capture: stdout.clone(),
+                    stdout,
+                    stderr: out.stderr.text(),
+                    interrupted: out.status.interrupted(),
+                    unchanged: false,
+                });
+            }
+            Action::Http(h) => h,
         };
-        let Some(req) = &rendered.http else {
-            return Err(SessionError::Refused(
-                "an http step without a request".into(),
-            ));
-        };
+        let req = &h.check.request;
         let cap = self.shared.opts.output_cap;
         let kill = &self.shared.opts.control.kill;
         let sent = async {
-            if *via_ssh {
+            if h.via_ssh {
                 crate::transport::http::send_via(self.session, req, cap).await
             } else {
                 self.shared.http()?.send(req, cap).await
@@ -432,13 +432,13 @@ impl<C: Connector> NodeRun<'_, C> {
                 return Ok(Attempt::failed(m, false));
             }
         };
-        let capture = match capture_header {
-            Some(h) => resp.header(h).unwrap_or_default().to_string(),
+        let capture = match &h.capture_header {
+            Some(name) => resp.header(name).unwrap_or_default().to_string(),
             None => resp.body.clone(),
         };
         Ok(Attempt {
             exit: None,
-            failure: rendered.http_expect.check(&resp),
+            failure: h.check.expect.check(&resp),
             capture,
             stdout: resp.describe(),
             stderr: String::new(),
@@ -452,12 +452,13 @@ impl<C: Connector> NodeRun<'_, C> {
     async fn exec(
         &self,
         r: StepRef,
+        action: &Action,
         script: &str,
         env: &[(String, String)],
         timeout: Option<Duration>,
         own: bool,
     ) -> Result<ExecOutput, SessionError> {
-        let (req, local) = self.request(r, script, env, timeout, own);
+        let (req, local) = self.request(r, action, script, env, timeout, own);
         if local {
             local::exec(&req).await
         } else {
@@ -470,19 +471,14 @@ impl<C: Connector> NodeRun<'_, C> {
     fn request(
         &self,
         r: StepRef,
+        action: &Action,
         script: &str,
         env: &[(String, String)],
         timeout: Option<Duration>,
         own: bool,
     ) -> (ExecRequest, bool) {
         let step = self.shared.job.step(r);
-        let (shell, local) = match &step.action {
-            Action::Run { shell, .. } => (shell.as_str(), false),
-            Action::Local { shell, .. } => (shell.as_str(), true),
-            Action::Upload(_) => ("sh", false),
-            // Guards of http steps are refused at load time.
-            Action::Http { .. } => ("sh", true),
-        };
+        let (shell, local) = action.shell();
         let req = ExecRequest {
             shell: shell.to_string(),
             sudo: step.sudo,
@@ -504,7 +500,7 @@ impl<C: Connector> NodeRun<'_, C> {
     /// alone (no output expectations, no `ignore_failure`) and captures
     /// nothing its rendering could read (rendered before the capture, it
     /// would not be the step its turn asks for). None under --check.
-    fn ahead(&self, r: StepRef, rendered: &RenderedStep, vars: &Vars) -> Vec<Ahead> {
+    fn ahead(&self, r: StepRef, task: &Task, vars: &Vars) -> Vec<Ahead> {
         let job = &self.shared.job;
         let len = job.steps(r.on_failure).len();
         let mut chain = Vec::new();
@@ -512,7 +508,11 @@ impl<C: Connector> NodeRun<'_, C> {
             return chain;
         }
         let mut cur = r;
-        let mut expect = rendered.expect.clone();
+        // The expectations of `cur` when it is a run step.
+        let mut expect = match &task.action {
+            Action::Run(c) => Some(c.expect.clone()),
+            _ => None,
+        };
         while chain.len() < AHEAD_STEPS && cur.index + 1 < len {
             let (step, next) = (
                 job.step(cur),
@@ -522,41 +522,41 @@ impl<C: Connector> NodeRun<'_, C> {
                 },
             );
             let after = job.step(next);
+            let Some(before) = expect.take().filter(CommandExpect::exit_decides) else {
+                break;
+            };
             if step.capture.is_some()
                 || step.ignore_failure
-                || !matches!(step.action, Action::Run { .. })
-                || !exit_decides(&expect)
                 || after.changes
                 || after.when.is_some()
                 || after.unless.is_some()
-                || !matches!(after.action, Action::Run { .. })
+                || !matches!(job.action(next), Action::Run(_))
             {
                 break;
             }
-            let Ok(next_rendered) = job.render(next, vars) else {
+            let Ok(next_task) = job.render(next, vars) else {
+                break;
+            };
+            let Action::Run(c) = &next_task.action else {
                 break;
             };
             let (req, _) = self.request(
                 next,
-                &next_rendered.script,
-                &next_rendered.env,
+                &next_task.action,
+                &c.script,
+                &next_task.env,
                 after.timeout,
                 true,
             );
             chain.push(Ahead {
                 req,
-                after: expect.exit.clone(),
+                after: before.exit,
             });
-            expect = next_rendered.expect;
+            expect = Some(c.expect.clone());
             cur = next;
         }
         chain
     }
-}
-
-/// The node can tell the step succeeded from its exit status alone.
-fn exit_decides(e: &RenderedExpect) -> bool {
-    e.stdout_contains.is_empty() && e.stdout_regex.is_none() && e.stderr_not_contains.is_empty()
 }
 
 /// What one attempt produced.
@@ -616,20 +616,11 @@ pub fn script_input(script: &str, env: &[(String, String)]) -> String {
     s
 }
 
-/// Why an attempt's output fails its expectations, if it does.
+/// Why a command's output fails `e`, if it does (steps and local gates):
+/// how it ended, then the expectations.
 pub(super) fn check(
     out: &ExecOutput,
-    r: &RenderedStep,
-    timeout: Option<Duration>,
-    sudo: bool,
-) -> Option<String> {
-    check_expect(out, &r.expect, timeout, sudo)
-}
-
-/// Why a command's output fails `e`, if it does (steps and local gates).
-pub(super) fn check_expect(
-    out: &ExecOutput,
-    e: &RenderedExpect,
+    e: &CommandExpect,
     timeout: Option<Duration>,
     sudo: bool,
 ) -> Option<String> {
@@ -664,38 +655,8 @@ pub(super) fn check_expect(
                 .into(),
         );
     }
-    if !e.exit.contains(&code) {
-        return Some(format!("exit code {code}, expected {}", list(&e.exit)));
-    }
     let stdout = String::from_utf8_lossy(&out.stdout.bytes);
-    if let Some(want) = e
-        .stdout_contains
-        .iter()
-        .find(|w| !stdout.contains(w.as_str()))
-    {
-        return Some(format!("stdout does not contain `{want}`"));
-    }
-    if let Some(re) = &e.stdout_regex
-        && !re.is_match(&stdout)
-    {
-        return Some(format!("stdout does not match /{}/", re.as_str()));
-    }
-    if let Some(bad) = e
-        .stderr_not_contains
-        .iter()
-        .find(|b| stderr.contains(b.as_str()))
-    {
-        return Some(format!("stderr contains `{bad}`"));
-    }
-    None
-}
-
-fn list(codes: &[i32]) -> String {
-    codes
-        .iter()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(" or ")
+    e.check(code, &stdout, &stderr)
 }
 
 #[cfg(test)]
@@ -720,18 +681,10 @@ mod tests {
         }
     }
 
-    fn expecting(exit: Vec<i32>) -> RenderedStep {
-        RenderedStep {
-            script: String::new(),
-            http: None,
-            http_expect: Default::default(),
-            upload: None,
-            unless: None,
-            env: Vec::new(),
-            expect: RenderedExpect {
-                exit,
-                ..Default::default()
-            },
+    fn expecting(exit: Vec<i32>) -> CommandExpect {
+        CommandExpect {
+            exit,
+            ..Default::default()
         }
     }
 
@@ -745,8 +698,8 @@ mod tests {
     #[test]
     fn expectations_compose() {
         let mut r = expecting(vec![0, 3]);
-        r.expect.stdout_contains = vec!["ready".into()];
-        r.expect.stderr_not_contains = vec!["error".into()];
+        r.stdout_contains = vec!["ready".into()];
+        r.stderr_not_contains = vec!["error".into()];
         assert_eq!(check(&output(3, "ready\n", ""), &r, None, false), None);
         assert!(
             check(&output(1, "ready", ""), &r, None, false)

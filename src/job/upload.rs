@@ -4,15 +4,16 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::job::form::{Form, Rendered};
 use crate::support::quote::shell_quote;
 
-/// An upload rendered for one node.
+/// The file of an upload step; rendered (for one node) unless said otherwise.
 #[derive(Debug, Clone)]
-pub struct Rendered {
-    pub content: Vec<u8>,
-    pub dest: String,
+pub struct Upload<F: Form = Rendered> {
+    pub content: F::Content,
+    pub dest: F::Text,
     pub mode: Option<u32>,
-    pub owner: Option<String>,
+    pub owner: Option<F::Text>,
 }
 
 /// What the node reported.
@@ -29,7 +30,7 @@ const WRITTEN: &str = "fleetfix-upload: written";
 const DIFFERS: &str = "fleetfix-upload: differs";
 
 /// The script that compares, and unless `check_only`, writes atomically.
-pub fn script(u: &Rendered, check_only: bool) -> String {
+pub fn script(u: &Upload, check_only: bool) -> String {
     let hash = hex(&Sha256::digest(&u.content));
     let mode = u.mode.map(|m| format!("{m:o}")).unwrap_or_default();
     let mut s = format!(
@@ -92,7 +93,7 @@ mod tests {
 
     #[test]
     fn the_script_writes_through_a_temp_file_and_a_rename() {
-        let u = Rendered {
+        let u = Upload {
             content: b"hello\n".to_vec(),
             dest: "/etc/app it's.conf".into(),
             mode: Some(0o640),

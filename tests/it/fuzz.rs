@@ -206,7 +206,9 @@ fn exercise(playbook: String, inventory: String, var: (String, String)) {
             }
             match job.render(r, vars) {
                 Ok(rendered) => {
-                    let _ = job.masker.mask(&rendered.script);
+                    if let Some(script) = rendered.action.script() {
+                        let _ = job.masker.mask(script);
+                    }
                 }
                 Err(e) => render(e),
             }
