@@ -5,6 +5,8 @@
 
 mod gate;
 mod node;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -3,6 +3,8 @@
 //! behind it SSH (`ssh`), the control machine itself (`local`), HTTP
 //! through either (`http`), and in tests an in-memory fake.
 
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod http;
 pub mod local;
 pub mod ssh;
