@@ -308,7 +308,8 @@ run = "deploy"
     assert!(
         ran.summary
             .stopped
-            .as_deref()
+            .as_ref()
+            .map(crate::events::StopReason::describe)
             .unwrap()
             .contains("max_failed = 0")
     );
@@ -447,7 +448,10 @@ run = "deploy"
     }
     assert_eq!(ran.summary.exit_code, 3);
     assert_eq!(
-        ran.summary.stopped.as_deref(),
+        ran.summary
+            .stopped
+            .as_ref()
+            .map(crate::events::StopReason::describe),
         Some("failed budget spent: 2 of 6 nodes failed (max_failed = 1)")
     );
 }
@@ -485,6 +489,7 @@ run = "deploy"
         ran.summary
             .stopped
             .unwrap()
+            .describe()
             .contains("max_failed = \"20%\"")
     );
 }
@@ -580,7 +585,10 @@ run = "deploy"
     // Unreachable is not failed: max_failed = 0 was not what stopped it.
     assert_eq!(ran.summary.counts.failed, 0);
     assert_eq!(
-        ran.summary.stopped.as_deref(),
+        ran.summary
+            .stopped
+            .as_ref()
+            .map(crate::events::StopReason::describe),
         Some("unreachable budget spent: 2 of 6 nodes unreachable (max_unreachable = 1)")
     );
     assert_eq!(ran.summary.exit_code, 3);
@@ -722,6 +730,7 @@ run = "deploy"
         ran.summary
             .stopped
             .unwrap()
+            .describe()
             .contains("gate `healthy` failed after batch 1")
     );
     assert_eq!(ran.summary.exit_code, 3);
@@ -1196,7 +1205,13 @@ run = "undo"
         }
     )));
     assert_eq!(ran.took, secs(10));
-    assert_eq!(ran.summary.stopped.as_deref(), Some("interrupted"));
+    assert_eq!(
+        ran.summary
+            .stopped
+            .as_ref()
+            .map(crate::events::StopReason::describe),
+        Some("interrupted")
+    );
     assert_eq!(ran.summary.exit_code, 3);
 }
 
