@@ -6,6 +6,9 @@
 //! one stream of [`events`]; the writers in `output` consume it, and the
 //! run's [`record`] is built from it.
 
+// Only what `main` and the tests use is public; the lint keeps it so.
+#![warn(unreachable_pub)]
+
 mod app;
 mod config;
 mod demo;

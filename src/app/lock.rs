@@ -21,14 +21,14 @@ const POLL: Duration = Duration::from_millis(200);
 
 /// A held playbook lock; released when dropped (or when the process dies).
 #[derive(Debug)]
-pub struct Lock {
+pub(crate) struct Lock {
     file: File,
     path: PathBuf,
 }
 
 impl Lock {
     /// The lock file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }
@@ -142,7 +142,7 @@ fn busy_message(
 // Busy carries the holder in plain fields for the caller to match on; the
 // error is returned once per process, so its size does not matter.
 #[allow(clippy::result_large_err)]
-pub fn acquire(
+pub(crate) fn acquire(
     state_dir: &Path,
     playbook: &str,
     run_id: &str,
@@ -259,7 +259,7 @@ fn current_user() -> String {
 /// file for every runner and user of the node. `{node}` in its name stands
 /// for the node's inventory name, so two nodes on one machine (as in the
 /// tests) do not share it.
-pub fn node_lock(
+pub(crate) fn node_lock(
     playbook: &str,
     run_id: &str,
     wait: Option<Duration>,

@@ -1,11 +1,11 @@
 //! The commands: load inputs, build a job, wire the executor to its writers.
 //! Returns the process exit code; errors are rendered here, once.
 
-pub mod cli;
+pub(crate) mod cli;
 mod demo;
 mod execute;
 mod inspect;
-pub mod lock;
+pub(crate) mod lock;
 
 use std::path::PathBuf;
 
@@ -168,7 +168,7 @@ fn load_inventory(common: &Common) -> Result<Inventory, Error> {
 }
 
 /// A fresh run id: sortable by time, unique enough to name a journal file.
-pub fn new_run_id() -> String {
+pub(crate) fn new_run_id() -> String {
     let now = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
     format!("{now}-{:04x}", rand::random::<u16>())
 }

@@ -17,7 +17,7 @@ const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
 const MAX_RETRIES: u32 = 10_000;
 
 /// More nodes in flight than this is a typo (each is a socket and a task).
-pub const MAX_CONCURRENCY: usize = 100_000;
+pub(crate) const MAX_CONCURRENCY: usize = 100_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -8,19 +8,19 @@ use crate::support::error::{Error, SourceFile};
 use crate::support::quote::shell_quote;
 
 /// What every secret is replaced with.
-pub const MASK: &str = "******";
+pub(crate) const MASK: &str = "******";
 
 /// The shortest start of a secret masked where a text was cut: shorter
 /// ones are too common in any text to tell.
 const PARTIAL: usize = 3;
 
 /// Secret values by name, and warnings about the ones left unset.
-pub type Resolved = (Vec<(String, String)>, Vec<String>);
+pub(crate) type Resolved = (Vec<(String, String)>, Vec<String>);
 
 /// Reads each secret's environment variable. A missing one is bad input
 /// when the secrets are `required` (a run); otherwise (`check`, `plan`,
 /// which send nothing) it stands in as `******` and yields a warning.
-pub fn resolve(
+pub(crate) fn resolve(
     specs: &[SecretSpec],
     source: &SourceFile,
     required: bool,

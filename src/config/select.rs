@@ -39,7 +39,10 @@ impl Matcher {
 }
 
 /// Indices of the nodes `limit` selects, in inventory order.
-pub fn select(nodes: &[std::sync::Arc<Node>], limit: Option<&str>) -> Result<Vec<usize>, Error> {
+pub(crate) fn select(
+    nodes: &[std::sync::Arc<Node>],
+    limit: Option<&str>,
+) -> Result<Vec<usize>, Error> {
     let Some(limit) = limit else {
         return Ok((0..nodes.len()).collect());
     };

@@ -23,7 +23,7 @@ const SHELL_PREFIX: &str = "sh:";
 
 /// How a template's inserted values are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Shell-quoted (run, local, unless).
     Shell,
     /// Plain text (everything else).
@@ -35,7 +35,7 @@ pub enum Mode {
 pub struct TemplateId(usize);
 
 /// Compiled templates of one playbook, rendered many times (once per node).
-pub struct Templates {
+pub(crate) struct Templates {
     env: Environment<'static>,
     /// Indexed by [`TemplateId`].
     entries: Vec<Entry>,
@@ -56,10 +56,10 @@ struct Entry {
 /// What a template sees of one variable: absent, or its value with its
 /// kind (so `1` and `1.0`, equal as values, stay apart). Equal reads render
 /// equal output.
-pub type Read = Option<(Discriminant<ValueKind>, bool, Value)>;
+pub(crate) type Read = Option<(Discriminant<ValueKind>, bool, Value)>;
 
 /// What templates reading `names` see of `vars`.
-pub fn reads_of<'n>(names: impl IntoIterator<Item = &'n String>, vars: &Vars) -> Vec<Read> {
+pub(crate) fn reads_of<'n>(names: impl IntoIterator<Item = &'n String>, vars: &Vars) -> Vec<Read> {
     names
         .into_iter()
         .map(|n| {
@@ -71,20 +71,20 @@ pub fn reads_of<'n>(names: impl IntoIterator<Item = &'n String>, vars: &Vars) ->
 
 /// The variables a template is rendered with, built on first use: a node
 /// whose templates are all fixed text never needs them.
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     make: Box<dyn Fn() -> Value + 'a>,
     value: std::cell::OnceCell<Value>,
 }
 
 impl<'a> Context<'a> {
-    pub fn lazy(make: impl Fn() -> Value + 'a) -> Self {
+    pub(crate) fn lazy(make: impl Fn() -> Value + 'a) -> Self {
         Context {
             make: Box::new(make),
             value: std::cell::OnceCell::new(),
         }
     }
 
-    pub fn value(&self) -> &Value {
+    pub(crate) fn value(&self) -> &Value {
         self.value.get_or_init(|| (self.make)())
     }
 }
@@ -96,7 +96,7 @@ impl Default for Templates {
 }
 
 impl Templates {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut env = Environment::new();
         let syntax = SyntaxConfig::builder()
             .variable_delimiters("${{", "}}")
@@ -138,7 +138,7 @@ impl Templates {
     }
 
     /// Compiles a template; the handle renders it.
-    pub fn add(&mut self, mode: Mode, source: &str) -> Result<TemplateId, minijinja::Error> {
+    pub(crate) fn add(&mut self, mode: Mode, source: &str) -> Result<TemplateId, minijinja::Error> {
         let id = TemplateId(self.entries.len());
         let name = match mode {
             Mode::Shell => format!("{SHELL_PREFIX}{}", id.0),
@@ -159,7 +159,7 @@ impl Templates {
     }
 
     /// The variables a template reads (none for fixed text).
-    pub fn reads(&self, id: TemplateId) -> &[String] {
+    pub(crate) fn reads(&self, id: TemplateId) -> &[String] {
         &self.entry(id).reads
     }
 
@@ -185,13 +185,17 @@ impl Templates {
     }
 
     /// The variables a `when` expression reads.
-    pub fn expression_reads(&self, expr: &str) -> Result<Vec<String>, minijinja::Error> {
+    pub(crate) fn expression_reads(&self, expr: &str) -> Result<Vec<String>, minijinja::Error> {
         let compiled = self.expression(expr)?;
         Ok(compiled.undeclared_variables(false).into_iter().collect())
     }
 
     /// Renders a template added to these templates.
-    pub fn render(&self, id: TemplateId, ctx: &Context<'_>) -> Result<String, minijinja::Error> {
+    pub(crate) fn render(
+        &self,
+        id: TemplateId,
+        ctx: &Context<'_>,
+    ) -> Result<String, minijinja::Error> {
         let entry = self.entry(id);
         if let Some(text) = &entry.fixed {
             return Ok(text.clone());
@@ -200,13 +204,13 @@ impl Templates {
     }
 
     /// Evaluates a `when` expression to a boolean.
-    pub fn eval(&self, expr: &str, ctx: &Value) -> Result<bool, minijinja::Error> {
+    pub(crate) fn eval(&self, expr: &str, ctx: &Value) -> Result<bool, minijinja::Error> {
         let compiled = self.expression(expr)?;
         Ok(compiled.eval(ctx)?.is_true())
     }
 
     /// Checks that a `when` expression parses.
-    pub fn check_expression(&self, expr: &str) -> Result<(), minijinja::Error> {
+    pub(crate) fn check_expression(&self, expr: &str) -> Result<(), minijinja::Error> {
         self.expression(expr).map(|_| ())
     }
 }
@@ -226,7 +230,7 @@ impl Object for Raw {
 }
 
 /// A value every template inserts verbatim (what `| raw` returns).
-pub fn verbatim(text: impl Into<String>) -> Value {
+pub(crate) fn verbatim(text: impl Into<String>) -> Value {
     Value::from_object(Raw(text.into()))
 }
 
@@ -242,7 +246,7 @@ fn value_text(v: &Value) -> String {
 /// Places where `${{` stands inside a quoted shell string (1-based line, col):
 /// the value is already quoted, so extra quotes change its meaning. An
 /// insertion ending in `| raw` is verbatim on purpose and may sit in quotes.
-pub fn quoted_insertions(script: &str) -> Vec<(usize, usize)> {
+pub(crate) fn quoted_insertions(script: &str) -> Vec<(usize, usize)> {
     let mut found = Vec::new();
     for (lineno, line) in script.lines().enumerate() {
         let mut quote: Option<char> = None;
@@ -285,7 +289,7 @@ fn is_raw(expr: &str) -> bool {
 }
 
 /// Where a template error sits in the playbook file.
-pub fn locate_error(source: &SourceFile, text: &Text, err: &minijinja::Error) -> Location {
+pub(crate) fn locate_error(source: &SourceFile, text: &Text, err: &minijinja::Error) -> Location {
     let range = err.range().unwrap_or_else(|| {
         let line = err.line().unwrap_or(1);
         let start: usize = text
@@ -300,7 +304,7 @@ pub fn locate_error(source: &SourceFile, text: &Text, err: &minijinja::Error) ->
 }
 
 /// Maps a byte range of a template's text to the playbook file.
-pub fn locate_in_text(source: &SourceFile, text: &Text, range: Range<usize>) -> Location {
+pub(crate) fn locate_in_text(source: &SourceFile, text: &Text, range: Range<usize>) -> Location {
     let start = content_start(source, &text.span);
     let (line, col) = line_col(&text.text, range.start);
     let body = &source.text[start.min(source.text.len())..];
@@ -346,7 +350,12 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// A template failure as a user-facing error at the template's position.
-pub fn error_at(source: &SourceFile, text: &Text, err: &minijinja::Error, what: &str) -> Error {
+pub(crate) fn error_at(
+    source: &SourceFile,
+    text: &Text,
+    err: &minijinja::Error,
+    what: &str,
+) -> Error {
     let kind = err.kind().to_string();
     let detail = err.detail().unwrap_or(&kind);
     let (message, hint) = match err.kind() {

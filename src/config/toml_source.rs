@@ -9,7 +9,7 @@ use crate::support::error::{Error, SourceFile};
 
 /// Parses `src` into `T`; a syntax or schema error names its position and,
 /// for a value of the wrong type, what the key takes in the file's words.
-pub fn parse<T: DeserializeOwned>(src: &SourceFile, what: &str) -> Result<T, Error> {
+pub(crate) fn parse<T: DeserializeOwned>(src: &SourceFile, what: &str) -> Result<T, Error> {
     toml::from_str(&src.text).map_err(|e| {
         let raw = e.message().trim().to_string();
         let key = e.span().and_then(|span| key_before(&src.text, span.start));
@@ -125,7 +125,7 @@ fn plain_words(message: &str) -> String {
 }
 
 /// At most `max` chars of `text`, with `…` where it was cut.
-pub fn shorten(text: &str, max: usize) -> String {
+pub(crate) fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }
@@ -150,19 +150,23 @@ fn hint_for(message: &str, what: &str) -> String {
 
 /// The longest duration any setting takes: longer is a typo (and past
 /// what the clock arithmetic of a run may add).
-pub const MAX_DURATION: Duration = Duration::from_secs(30 * 86_400);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(30 * 86_400);
 
 /// Whether a duration of zero makes sense for a setting (a pause may be
 /// none; a timeout of none can never be met).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Zero {
+pub(crate) enum Zero {
     Allowed,
     Refused,
 }
 
 /// A duration such as `10s`, `5m`, `1h30m`, up to [`MAX_DURATION`],
 /// pointing at the value when bad.
-pub fn duration(src: &SourceFile, value: &Spanned<String>, zero: Zero) -> Result<Duration, Error> {
+pub(crate) fn duration(
+    src: &SourceFile,
+    value: &Spanned<String>,
+    zero: Zero,
+) -> Result<Duration, Error> {
     duration_text(value.get_ref(), zero).map_err(|why| {
         Error::at(
             src.locate(value.span()),
@@ -174,7 +178,7 @@ pub fn duration(src: &SourceFile, value: &Spanned<String>, zero: Zero) -> Result
 
 /// A duration from a file or a flag, range-checked; the error completes
 /// "`VALUE` …".
-pub fn duration_text(text: &str, zero: Zero) -> Result<Duration, String> {
+pub(crate) fn duration_text(text: &str, zero: Zero) -> Result<Duration, String> {
     let d =
         humantime::parse_duration(text.trim()).map_err(|e| format!("is not a duration: {e}"))?;
     if d > MAX_DURATION {
@@ -187,7 +191,7 @@ pub fn duration_text(text: &str, zero: Zero) -> Result<Duration, String> {
 }
 
 /// `~` and `~/…` expand to the home directory, as ssh does.
-pub fn expand_tilde(path: &str) -> std::path::PathBuf {
+pub(crate) fn expand_tilde(path: &str) -> std::path::PathBuf {
     if (path == "~" || path.starts_with("~/"))
         && let Some(home) = std::env::var_os("HOME")
     {

@@ -10,13 +10,13 @@ use crate::config::inventory::Node;
 use crate::support::error::Error;
 
 /// Names a capture may never take: they are built-ins.
-pub const BUILTINS: &[&str] = &["node", "run", "secret"];
+pub(crate) const BUILTINS: &[&str] = &["node", "run", "secret"];
 
 /// A node's variables, by name.
-pub type Vars = BTreeMap<String, Value>;
+pub(crate) type Vars = BTreeMap<String, Value>;
 
 /// Parses `--var KEY=VALUE` items.
-pub fn parse_overrides(items: &[String]) -> Result<IndexMap<String, String>, Error> {
+pub(crate) fn parse_overrides(items: &[String]) -> Result<IndexMap<String, String>, Error> {
     let mut out = IndexMap::new();
     for item in items {
         match item.split_once('=') {
@@ -35,7 +35,7 @@ pub fn parse_overrides(items: &[String]) -> Result<IndexMap<String, String>, Err
 }
 
 /// Whether `s` can name a variable.
-pub fn is_identifier(s: &str) -> bool {
+pub(crate) fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()
@@ -51,7 +51,7 @@ pub struct RunInfo {
 }
 
 /// The layers every node shares; built once per run.
-pub struct Layers<'a> {
+pub(crate) struct Layers<'a> {
     pub playbook: &'a IndexMap<String, toml::Value>,
     pub inventory: &'a IndexMap<String, toml::Value>,
     pub overrides: &'a IndexMap<String, String>,
@@ -63,7 +63,7 @@ pub struct Layers<'a> {
 impl Layers<'_> {
     /// Each node's full variable set, before any capture; the layers the
     /// nodes share are converted once, not per node.
-    pub fn for_nodes<'n>(&self, nodes: impl IntoIterator<Item = &'n Node>) -> Vec<Vars> {
+    pub(crate) fn for_nodes<'n>(&self, nodes: impl IntoIterator<Item = &'n Node>) -> Vec<Vars> {
         let shared = self.shared();
         nodes
             .into_iter()
@@ -72,7 +72,7 @@ impl Layers<'_> {
     }
 
     /// The variables of run-wide checks (gates): every layer but a node's.
-    pub fn global(&self) -> Vars {
+    pub(crate) fn global(&self) -> Vars {
         self.over(self.shared(), None)
     }
 
@@ -128,7 +128,7 @@ impl Layers<'_> {
     }
 
     /// Whether `name` is defined by any layer for any node, or is a built-in.
-    pub fn defines(&self, name: &str, nodes: &[std::sync::Arc<Node>]) -> bool {
+    pub(crate) fn defines(&self, name: &str, nodes: &[std::sync::Arc<Node>]) -> bool {
         BUILTINS.contains(&name)
             || self.playbook.contains_key(name)
             || self.inventory.contains_key(name)
@@ -151,7 +151,7 @@ fn node_value(node: &Node) -> Value {
 }
 
 /// The template context for a variable set.
-pub fn context(vars: &Vars) -> Value {
+pub(crate) fn context(vars: &Vars) -> Value {
     Value::from_iter(vars.iter().map(|(k, v)| (k.as_str(), v.clone())))
 }
 

@@ -20,7 +20,7 @@ use super::spec::NodeSpec;
 use crate::support::error::Error;
 
 /// A running demo fleet; dropping it stops every node and removes its files.
-pub struct Fleet {
+pub(crate) struct Fleet {
     /// Where the fleet's files live (removed on drop).
     dir: tempfile::TempDir,
     pub inventory: PathBuf,
@@ -35,7 +35,7 @@ pub struct Fleet {
 impl Fleet {
     /// Starts `n` nodes; those named in `fail` break on a new version.
     /// Must run inside a tokio runtime, which then serves the nodes.
-    pub async fn start(n: usize, fail: &[String], playbook: &str) -> Result<Fleet, Error> {
+    pub(crate) async fn start(n: usize, fail: &[String], playbook: &str) -> Result<Fleet, Error> {
         let dir = tempfile::Builder::new()
             .prefix("fleetfix-demo-")
             .tempdir()
@@ -92,7 +92,7 @@ impl Fleet {
     }
 
     /// The fleet's directory (sandboxes under `nodes/NAME`).
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
@@ -121,7 +121,7 @@ impl Drop for Fleet {
 }
 
 /// `node01`, `node02`, …: zero-padded so they sort.
-pub fn node_names(n: usize) -> Vec<String> {
+pub(crate) fn node_names(n: usize) -> Vec<String> {
     let width = n.to_string().len().max(2);
     (1..=n).map(|i| format!("node{i:0width$}")).collect()
 }

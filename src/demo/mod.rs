@@ -8,20 +8,20 @@ mod service;
 mod spec;
 mod verdict;
 
-pub use fleet::{Fleet, node_names};
-pub use verdict::Verdict;
+pub(crate) use fleet::{Fleet, node_names};
+pub(crate) use verdict::Verdict;
 
 use crate::support::error::Error;
 
 /// The demo rollout, shipped inside the binary.
-pub const PLAYBOOK: &str = include_str!("../../playbooks/demo-rollout.toml");
+pub(crate) const PLAYBOOK: &str = include_str!("../../playbooks/demo-rollout.toml");
 
 /// Nodes of a demo fleet unless `--nodes` says otherwise.
-pub const DEFAULT_NODES: u32 = 12;
+pub(crate) const DEFAULT_NODES: u32 = 12;
 
 /// The nodes told to fail: `--fail` names them (`none`: no node); without
 /// it, the node two thirds into the fleet, so the demo shows a rollback.
-pub fn failing(names: &[String], fail: &[String]) -> Result<Vec<String>, Error> {
+pub(crate) fn failing(names: &[String], fail: &[String]) -> Result<Vec<String>, Error> {
     let asked: Vec<&str> = fail
         .iter()
         .flat_map(|f| f.split(','))

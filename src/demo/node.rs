@@ -19,10 +19,10 @@ use super::service;
 use super::spec::NodeSpec;
 
 /// The port a node's HTTP service answers on, through the SSH tunnel.
-pub const SERVICE_PORT: u32 = 8088;
+pub(super) const SERVICE_PORT: u32 = 8088;
 
 /// The SSH session handler of one client connection to one node.
-pub struct NodeHandler {
+pub(super) struct NodeHandler {
     node: Arc<NodeSpec>,
     client_key: Arc<PublicKey>,
     /// Session channels opened but not yet given a command.
@@ -30,7 +30,7 @@ pub struct NodeHandler {
 }
 
 impl NodeHandler {
-    pub fn new(node: Arc<NodeSpec>, client_key: Arc<PublicKey>) -> Self {
+    pub(super) fn new(node: Arc<NodeSpec>, client_key: Arc<PublicKey>) -> Self {
         NodeHandler {
             node,
             client_key,

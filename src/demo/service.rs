@@ -15,10 +15,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::spec::NodeSpec;
 
 /// The version every demo node starts with.
-pub const FIRST_VERSION: &str = "0.1.0";
+pub(super) const FIRST_VERSION: &str = "0.1.0";
 
 /// Serves HTTP/1.1 on one tunnelled connection until the client is done.
-pub async fn serve<S>(stream: S, node: Arc<NodeSpec>)
+pub(super) async fn serve<S>(stream: S, node: Arc<NodeSpec>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

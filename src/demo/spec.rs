@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// What makes one node itself.
 #[derive(Debug)]
-pub struct NodeSpec {
+pub(super) struct NodeSpec {
     pub name: String,
     /// The sandbox: commands run here; `version` says what the node runs.
     pub dir: PathBuf,

@@ -8,18 +8,18 @@ use crate::record::RunRecord;
 
 /// What the demo staged: the nodes told to fail.
 #[derive(Debug, Clone)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     staged: Vec<String>,
 }
 
 impl Verdict {
-    pub fn new(staged: Vec<String>) -> Self {
+    pub(crate) fn new(staged: Vec<String>) -> Self {
         Verdict { staged }
     }
 
     /// The demo's exit code and a closing line saying why, from the run's
     /// record and exit code.
-    pub fn judge(&self, run: &RunRecord, run_exit: ExitCode) -> (ExitCode, String) {
+    pub(crate) fn judge(&self, run: &RunRecord, run_exit: ExitCode) -> (ExitCode, String) {
         // Nodes that finished, and how.
         let status: Vec<(&str, NodeStatus)> = run
             .nodes

@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::config::secrets::Masker;
-pub use crate::support::exit::ExitCode;
+pub(crate) use crate::support::exit::ExitCode;
 
 /// A step's outcome (SPEC section 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StepStatus {
+pub(crate) enum StepStatus {
     Ok,
     Changed,
     Skipped,
@@ -27,7 +27,7 @@ pub enum StepStatus {
 /// A node's outcome (SPEC section 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum NodeStatus {
+pub(crate) enum NodeStatus {
     Ok,
     Changed,
     Failed,
@@ -36,7 +36,7 @@ pub enum NodeStatus {
 }
 
 impl NodeStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             NodeStatus::Ok => "ok",
             NodeStatus::Changed => "changed",
@@ -48,7 +48,7 @@ impl NodeStatus {
 }
 
 impl StepStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             StepStatus::Ok => "ok",
             StepStatus::Changed => "changed",
@@ -63,7 +63,7 @@ impl StepStatus {
 /// One finished step on one node. (`#[serde(default)]`: older journals
 /// may lack a field; they still read.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepResult {
+pub(crate) struct StepResult {
     pub node: Arc<str>,
     pub step: String,
     /// Position in `[[steps]]` (or `[[on_failure]]` when `on_failure`).
@@ -90,7 +90,7 @@ pub struct StepResult {
 /// Node counts per final status.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default)]
-pub struct NodeCounts {
+pub(crate) struct NodeCounts {
     pub ok: usize,
     pub changed: usize,
     pub failed: usize,
@@ -99,7 +99,7 @@ pub struct NodeCounts {
 }
 
 impl NodeCounts {
-    pub fn add(&mut self, status: NodeStatus) {
+    pub(crate) fn add(&mut self, status: NodeStatus) {
         match status {
             NodeStatus::Ok => self.ok += 1,
             NodeStatus::Changed => self.changed += 1,
@@ -110,7 +110,7 @@ impl NodeCounts {
     }
 
     /// `3 changed, 1 failed` (zero counts left out).
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         [
             (self.changed, "changed"),
             (self.ok, "ok"),
@@ -128,7 +128,7 @@ impl NodeCounts {
 
 /// Node counts per status, and the exit code they mean.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     #[serde(default)]
     pub nodes: usize,
     #[serde(flatten)]
@@ -145,14 +145,14 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn add(&mut self, status: NodeStatus) {
+    pub(crate) fn add(&mut self, status: NodeStatus) {
         self.nodes += 1;
         self.counts.add(status);
     }
 
     /// SPEC section 2. A stopped rollout (3) outranks a failed node (1),
     /// which outranks unreachable nodes (6), which outrank drift (5).
-    pub fn compute_exit_code(&self) -> ExitCode {
+    pub(crate) fn compute_exit_code(&self) -> ExitCode {
         if self.stopped.is_some() {
             ExitCode::Stopped
         } else if self.counts.failed > 0 {
@@ -171,7 +171,7 @@ impl Summary {
 /// (`"interrupted"`, or what the budget, gate or lock says), which also
 /// names its kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StopReason {
+pub(crate) enum StopReason {
     Interrupted,
     /// A failure budget was spent: what it says
     /// (`failed budget spent: …`).
@@ -185,7 +185,7 @@ pub enum StopReason {
 
 impl StopReason {
     /// The reason in words, as the summary and the journal carry it.
-    pub fn describe(&self) -> &str {
+    pub(crate) fn describe(&self) -> &str {
         match self {
             StopReason::Interrupted => "interrupted",
             StopReason::Budget(s) | StopReason::Gate(s) | StopReason::Locked(s) => s,
@@ -193,7 +193,7 @@ impl StopReason {
     }
 
     /// The reason from its words: the kind is in how they begin.
-    pub fn from_words(words: &str) -> StopReason {
+    pub(crate) fn from_words(words: &str) -> StopReason {
         let text = words.to_string();
         if words == "interrupted" {
             StopReason::Interrupted
@@ -210,13 +210,13 @@ impl StopReason {
 
     /// A budget spent after the last node started stopped nothing early;
     /// the others always did.
-    pub fn always_early(&self) -> bool {
+    pub(crate) fn always_early(&self) -> bool {
         !matches!(self, StopReason::Budget(_))
     }
 
     /// The exit code of a run stopped so: a node locked by another run is
     /// 4, any other stop 3 (SPEC section 2).
-    pub fn exit_code(&self) -> ExitCode {
+    pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
             StopReason::Locked(_) => ExitCode::Locked,
             _ => ExitCode::Stopped,
@@ -255,7 +255,7 @@ impl<'de> Deserialize<'de> for StopReason {
 /// journal; `#[serde(default)]` marks what an older journal may lack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
+pub(crate) enum Event {
     RunStarted {
         run_id: String,
         playbook: String,
@@ -333,7 +333,7 @@ pub enum Event {
 /// An event with the time it happened: a line of the JSON output and of
 /// the journal, which reads back into it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Stamped {
+pub(crate) struct Stamped {
     pub ts: jiff::Timestamp,
     #[serde(flatten)]
     pub event: Event,
@@ -344,7 +344,7 @@ pub struct Stamped {
 }
 
 impl Stamped {
-    pub fn new(ts: jiff::Timestamp, event: Event) -> Self {
+    pub(crate) fn new(ts: jiff::Timestamp, event: Event) -> Self {
         Stamped {
             ts,
             event,
@@ -353,7 +353,7 @@ impl Stamped {
     }
 
     /// The event as one JSON object and a newline (SPEC section 7).
-    pub fn json_line(&self) -> &[u8] {
+    pub(crate) fn json_line(&self) -> &[u8] {
         self.line.get_or_init(|| {
             let mut line = serde_json::to_vec(self).unwrap_or_else(|e| {
                 // Only a map with non-string keys could fail; there is none.
@@ -397,7 +397,7 @@ impl Event {
 }
 
 /// A consumer of the event stream.
-pub trait Reporter: Send {
+pub(crate) trait Reporter: Send {
     fn event(&mut self, ev: &Stamped);
     /// Called whenever no further event is waiting: write out what is
     /// buffered. A busy run then costs one write per burst, not per event,
@@ -410,19 +410,19 @@ pub trait Reporter: Send {
 /// Writers fed on the emitting thread, before an event goes on to the
 /// writer thread: the journal, so a finished step is written (to the page
 /// cache) before the node's next step starts, whatever the terminal does.
-pub type Inline = Arc<std::sync::Mutex<Vec<Box<dyn Reporter>>>>;
+pub(crate) type Inline = Arc<std::sync::Mutex<Vec<Box<dyn Reporter>>>>;
 
 /// Where the executor sends events; cheap to clone, never blocks on a
 /// terminal. Secrets are masked here, once, so no writer can ever see them.
 #[derive(Clone)]
-pub struct EventSink {
+pub(crate) struct EventSink {
     tx: mpsc::UnboundedSender<Arc<Stamped>>,
     masker: Arc<Masker>,
     inline: Inline,
 }
 
 impl EventSink {
-    pub fn channel(
+    pub(crate) fn channel(
         masker: Arc<Masker>,
         inline: Inline,
     ) -> (Self, mpsc::UnboundedReceiver<Arc<Stamped>>) {
@@ -430,7 +430,7 @@ impl EventSink {
         (EventSink { tx, masker, inline }, rx)
     }
 
-    pub fn emit(&self, mut event: Event) {
+    pub(crate) fn emit(&self, mut event: Event) {
         if !self.masker.is_empty() {
             event.mask(&self.masker);
         }

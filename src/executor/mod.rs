@@ -23,11 +23,11 @@ use crate::transport::Connector;
 use crate::transport::http;
 
 /// Default cap of captured output per stream and step.
-pub const DEFAULT_OUTPUT_CAP: usize = 256 * 1024;
+pub(crate) const DEFAULT_OUTPUT_CAP: usize = 256 * 1024;
 
 /// How the caller steers a run from outside (Ctrl-C).
 #[derive(Debug, Clone, Default)]
-pub struct Control {
+pub(crate) struct Control {
     /// No new node or step starts.
     pub interrupt: CancellationToken,
     /// Running commands are ended.
@@ -36,7 +36,7 @@ pub struct Control {
 
 /// Knobs of an execution that are not part of the job itself.
 #[derive(Debug, Clone)]
-pub struct ExecOptions {
+pub(crate) struct ExecOptions {
     pub output_cap: usize,
     /// `--check`: run read-only steps and guards, change nothing.
     pub check: bool,
@@ -123,7 +123,7 @@ fn show(s: Size) -> String {
 }
 
 /// Runs the job to completion and returns its summary (also emitted).
-pub async fn run<C: Connector>(
+pub(crate) async fn run<C: Connector>(
     job: Arc<Job>,
     connector: Arc<C>,
     events: EventSink,

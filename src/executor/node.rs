@@ -602,7 +602,7 @@ fn fail(result: &mut StepResult, why: String) -> StepEnd {
 /// The stdin of the shell: environment exports and the script, as one brace
 /// group read completely before it runs, with its stdin from /dev/null so
 /// that no command of the script can swallow the rest of it.
-pub fn script_input(script: &str, env: &[(String, String)]) -> String {
+pub(super) fn script_input(script: &str, env: &[(String, String)]) -> String {
     let mut s = String::with_capacity(script.len() + 32);
     s.push_str("{\n");
     for (k, v) in env {

@@ -16,7 +16,7 @@ use crate::job::upload::Upload;
 use crate::support::error::{Error, SourceFile};
 
 /// A playbook compiled.
-pub struct Program {
+pub(crate) struct Program {
     pub templates: Templates,
     pub steps: Vec<CompiledStep>,
     pub on_failure: Vec<CompiledStep>,
@@ -24,7 +24,7 @@ pub struct Program {
 }
 
 /// A step compiled.
-pub struct CompiledStep {
+pub(crate) struct CompiledStep {
     pub task: Task<Compiled>,
     /// The variables its templates read (its `when` aside): all its
     /// rendering can depend on.
@@ -47,7 +47,7 @@ const EXPECT: Names = ("`expect`", "`expect`");
 
 /// Compiles every template of the playbook once. The order in which
 /// templates are compiled decides which error is reported first.
-pub fn compile(pb: &Playbook) -> Result<Program, Error> {
+pub(crate) fn compile(pb: &Playbook) -> Result<Program, Error> {
     let mut c = Compiler {
         templates: Templates::new(),
         src: &pb.source,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::job::form::{Form, Rendered};
 
 /// Timeout of an HTTP check that sets none.
-pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A request of an http step or a gate; rendered unless said otherwise.
 /// Headers are sent in the playbook's order.

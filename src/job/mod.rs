@@ -2,13 +2,13 @@
 //! steps and gates ([`action`]), validated before any node is touched
 //! ([`validate`]), and rendered per node on demand ([`render`]).
 
-pub mod action;
-pub mod compile;
-pub mod expect;
-pub mod form;
-pub mod http;
-pub mod render;
-pub mod upload;
+pub(crate) mod action;
+pub(crate) mod compile;
+pub(crate) mod expect;
+pub(crate) mod form;
+pub(crate) mod http;
+pub(crate) mod render;
+pub(crate) mod upload;
 mod validate;
 
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use form::Compiled;
 use render::Renderer;
 
 /// The default of `--concurrency` when neither CLI nor playbook set it.
-pub const DEFAULT_CONCURRENCY: usize = 100;
+pub(crate) const DEFAULT_CONCURRENCY: usize = 100;
 
 /// Validation takes another thread only for this many nodes or more: a
 /// thread costs about what validating a few dozen nodes does.

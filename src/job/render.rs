@@ -15,14 +15,14 @@ use crate::support::error::{Error, SourceFile};
 
 /// Renders compiled parts with one set of variables. The order in which
 /// templates are rendered decides which error is reported first.
-pub struct Renderer<'a> {
+pub(crate) struct Renderer<'a> {
     templates: &'a Templates,
     src: &'a SourceFile,
     ctx: Context<'a>,
 }
 
 impl<'a> Renderer<'a> {
-    pub fn new(templates: &'a Templates, src: &'a SourceFile, vars: &'a Vars) -> Self {
+    pub(crate) fn new(templates: &'a Templates, src: &'a SourceFile, vars: &'a Vars) -> Self {
         Renderer {
             templates,
             src,
@@ -42,7 +42,7 @@ impl<'a> Renderer<'a> {
 
     /// A step's task: its script or request, `unless`, `env`, an upload's
     /// file, then its expectations.
-    pub fn task(&self, t: &Task<Compiled>) -> Result<Task, Error> {
+    pub(crate) fn task(&self, t: &Task<Compiled>) -> Result<Task, Error> {
         let rest = || -> Result<_, Error> {
             let unless = t.unless.as_ref().map(|u| self.text(u)).transpose()?;
             let env = t
@@ -93,7 +93,7 @@ impl<'a> Renderer<'a> {
     }
 
     /// A gate's check.
-    pub fn gate(&self, g: &GateCheck<Compiled>) -> Result<GateCheck, Error> {
+    pub(crate) fn gate(&self, g: &GateCheck<Compiled>) -> Result<GateCheck, Error> {
         Ok(match g {
             GateCheck::Local(c) => {
                 let script = self.text(&c.script)?;

@@ -18,7 +18,7 @@ pub struct Upload<F: Form = Rendered> {
 
 /// What the node reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// `dest` already had this content (and mode): nothing written.
     Same,
     /// `dest` was (or, when checking, would be) written.
@@ -30,7 +30,7 @@ const WRITTEN: &str = "fleetfix-upload: written";
 const DIFFERS: &str = "fleetfix-upload: differs";
 
 /// The script that compares, and unless `check_only`, writes atomically.
-pub fn script(u: &Upload, check_only: bool) -> String {
+pub(crate) fn script(u: &Upload, check_only: bool) -> String {
     let hash = hex(&Sha256::digest(&u.content));
     let mode = u.mode.map(|m| format!("{m:o}")).unwrap_or_default();
     let mut s = format!(
@@ -73,7 +73,7 @@ pub fn script(u: &Upload, check_only: bool) -> String {
 }
 
 /// Reads the node's answer from the script's stdout.
-pub fn outcome(stdout: &str) -> Option<Outcome> {
+pub(crate) fn outcome(stdout: &str) -> Option<Outcome> {
     if stdout.contains(SAME) {
         Some(Outcome::Same)
     } else if stdout.contains(WRITTEN) || stdout.contains(DIFFERS) {

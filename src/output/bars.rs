@@ -14,7 +14,7 @@ use crate::support::text::human_duration;
 /// Runs with more nodes than this print only problems above the bars.
 const ECHO_ALL_UP_TO: usize = 50;
 
-pub struct Bars {
+pub(crate) struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
     max_lines: usize,
@@ -29,7 +29,7 @@ pub struct Bars {
 
 impl Bars {
     /// `rows` is the terminal height; node lines take what the bar leaves.
-    pub fn new(rows: usize) -> Self {
+    pub(crate) fn new(rows: usize) -> Self {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
         let overall = multi.add(ProgressBar::hidden());
         overall.set_style(

@@ -5,7 +5,7 @@ use std::io::{BufWriter, Stdout, Write};
 use super::Reporter;
 use crate::events::{Event, Stamped};
 
-pub struct JsonLines {
+pub(crate) struct JsonLines {
     out: BufWriter<Stdout>,
 }
 

@@ -12,12 +12,12 @@ use crate::events::{NodeStatus, StepResult, StepStatus};
 use crate::record::{GateRecord, RunRecord};
 
 /// Writes the run's record as JUnit XML when the run is over.
-pub struct JunitReport {
+pub(crate) struct JunitReport {
     path: PathBuf,
 }
 
 impl JunitReport {
-    pub fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         JunitReport { path }
     }
 }

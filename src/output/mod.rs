@@ -7,11 +7,11 @@
 
 mod bars;
 mod json;
-pub mod junit;
+pub(crate) mod junit;
 mod plain;
-pub mod report;
-pub mod runs;
-pub mod summary;
+pub(crate) mod report;
+pub(crate) mod runs;
+pub(crate) mod summary;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -20,13 +20,13 @@ use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{ContentArrangement, Row, Table};
 use tokio::sync::mpsc;
 
-pub use bars::Bars;
-pub use json::JsonLines;
-pub use plain::{ExecGrouped, PlainLines};
-pub use summary::SummaryTable;
+pub(crate) use bars::Bars;
+pub(crate) use json::JsonLines;
+pub(crate) use plain::{ExecGrouped, PlainLines};
+pub(crate) use summary::SummaryTable;
 
 use crate::config::secrets::Masker;
-pub use crate::events::Reporter;
+pub(crate) use crate::events::Reporter;
 use crate::events::{EventSink, Inline, Stamped};
 use crate::record::RunRecord;
 
@@ -36,12 +36,12 @@ use crate::record::RunRecord;
 const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Renders the run from its record once it is over.
-pub trait Finisher: Send {
+pub(crate) trait Finisher: Send {
     fn finish(&mut self, run: &RunRecord);
 }
 
 /// The writers of a run: `finish` once the run is over.
-pub struct Writers {
+pub(crate) struct Writers {
     thread: JoinHandle<RunRecord>,
     inline: Inline,
 }
@@ -49,7 +49,7 @@ pub struct Writers {
 impl Writers {
     /// Waits for the writer thread (it ends with the last [`EventSink`]),
     /// then finishes the inline writers; the run's record.
-    pub fn finish(self) -> RunRecord {
+    pub(crate) fn finish(self) -> RunRecord {
         let run = self.thread.join().unwrap_or_default();
         let mut inline = self.inline.lock().unwrap_or_else(|p| p.into_inner());
         for r in inline.iter_mut() {
@@ -63,7 +63,7 @@ impl Writers {
 /// on a thread of their own, to `record` and to `threaded` (terminal,
 /// stdout), in order; once the run is over, `finishers` render the record
 /// (summary, reports).
-pub fn spawn(
+pub(crate) fn spawn(
     masker: Arc<Masker>,
     inline: Vec<Box<dyn Reporter>>,
     mut threaded: Vec<Box<dyn Reporter>>,
@@ -113,7 +113,7 @@ pub fn spawn(
 
 /// A table as fleetfix draws them: borders only, `header` on top.
 /// `arrangement`: `Dynamic` wraps cells to fit the terminal.
-pub fn table<H: Into<Row>>(header: H, arrangement: ContentArrangement) -> Table {
+pub(crate) fn table<H: Into<Row>>(header: H, arrangement: ContentArrangement) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY);
     t.set_content_arrangement(arrangement);
@@ -125,19 +125,19 @@ pub fn table<H: Into<Row>>(header: H, arrangement: ContentArrangement) -> Table 
 /// `fleetfix nodes | head`) ends the output quietly instead of a panic:
 /// what is left is dropped, and the run, its journal and its exit code go
 /// on as they would.
-pub fn print(text: &str) {
+pub(crate) fn print(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 /// [`print`] and a newline.
-pub fn println(text: &str) {
+pub(crate) fn println(text: &str) {
     print(&format!("{text}\n"));
 }
 
 /// What an interrupt means, for people.
-pub fn interrupted_line(grace_secs: u64, kill: bool) -> String {
+pub(crate) fn interrupted_line(grace_secs: u64, kill: bool) -> String {
     if kill {
         format!("interrupted: {grace_secs}s passed; ending running commands (their process groups)")
     } else {

@@ -9,7 +9,7 @@ use crate::support::text::{human_duration, last_lines};
 
 /// One line per step result (and per unreachable node), for logs and cron.
 #[derive(Default)]
-pub struct PlainLines;
+pub(crate) struct PlainLines;
 
 impl Reporter for PlainLines {
     fn event(&mut self, ev: &Stamped) {
@@ -59,7 +59,7 @@ impl Reporter for PlainLines {
 
 /// `fleetfix exec`: each node's output as one block once it finished.
 #[derive(Default)]
-pub struct ExecGrouped;
+pub(crate) struct ExecGrouped;
 
 impl Reporter for ExecGrouped {
     fn event(&mut self, ev: &Stamped) {

@@ -13,7 +13,7 @@ use crate::record::{GateRecord, NodeRecord, RunRecord};
 use crate::support::error::Error;
 
 /// Writes the run's record as the report when the run is over.
-pub struct JsonReport {
+pub(crate) struct JsonReport {
     path: PathBuf,
 }
 
@@ -57,7 +57,7 @@ impl<'a> NodeEntry<'a> {
 }
 
 impl JsonReport {
-    pub fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         JsonReport { path }
     }
 
@@ -101,7 +101,7 @@ impl Finisher for JsonReport {
 /// Checks before the run that a report can be written to `path` (its
 /// directory exists and is a directory), so a typo in `--report`/`--junit`
 /// is bad input (exit 2) rather than a report lost after the run.
-pub fn check_output_path(path: &Path, option: &str) -> Result<(), Error> {
+pub(crate) fn check_output_path(path: &Path, option: &str) -> Result<(), Error> {
     let dir = parent_dir(path);
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() && !path.is_dir() => Ok(()),

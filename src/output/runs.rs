@@ -15,7 +15,7 @@ fn when(ts: Option<jiff::Timestamp>) -> String {
 }
 
 /// The `fleetfix runs` table.
-pub fn render_list(runs: &[RunRecord]) -> String {
+pub(crate) fn render_list(runs: &[RunRecord]) -> String {
     if runs.is_empty() {
         return "no runs recorded yet".to_string();
     }
@@ -41,7 +41,7 @@ pub fn render_list(runs: &[RunRecord]) -> String {
 }
 
 /// The `fleetfix runs ID` view: header, node table, then each node's steps.
-pub fn render_detail(r: &RunRecord) -> String {
+pub(crate) fn render_detail(r: &RunRecord) -> String {
     let mut out = String::new();
     let mut line = |k: &str, v: &str| out.push_str(&format!("{k:<9} {v}\n"));
     line("run", &r.id);

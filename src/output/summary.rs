@@ -50,7 +50,7 @@ impl Row {
 }
 
 /// Prints the summary of the run's record when the run finishes.
-pub struct SummaryTable {
+pub(crate) struct SummaryTable {
     report_vars: Vec<String>,
     width: Option<u16>,
 }
@@ -64,13 +64,13 @@ struct View<'a> {
 
 impl SummaryTable {
     /// `width`: the terminal's columns (none: not a terminal, no limit).
-    pub fn new(report_vars: Vec<String>, width: Option<u16>) -> Self {
+    pub(crate) fn new(report_vars: Vec<String>, width: Option<u16>) -> Self {
         SummaryTable { report_vars, width }
     }
 
     /// The table, the report values that did not fit it, the failures and
     /// the closing line, as text.
-    pub fn render(&self, run: &RunRecord) -> String {
+    pub(crate) fn render(&self, run: &RunRecord) -> String {
         View {
             report_vars: &self.report_vars,
             rows: run
@@ -237,7 +237,7 @@ fn one_line(text: &str) -> String {
 }
 
 /// `5 nodes: 3 changed, 1 ok, 1 failed · 2.1s · exit 1`
-pub fn closing_line(s: &Summary) -> String {
+pub(crate) fn closing_line(s: &Summary) -> String {
     format!(
         "{} nodes: {} · {} · exit {}",
         s.nodes,

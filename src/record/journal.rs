@@ -22,7 +22,7 @@ use crate::support::state;
 /// ahead), and a crash or `SIGKILL` of fleetfix loses
 /// nothing that finished. The file is fsynced when the run finishes, so the
 /// whole journal also survives a power loss after that.
-pub struct Journal {
+pub(crate) struct Journal {
     file: File,
     path: PathBuf,
     /// Lines handled but not yet written.
@@ -34,7 +34,7 @@ pub struct Journal {
 impl Journal {
     /// Creates `runs/<run_id>.jsonl` under `state_dir` (directories too,
     /// private to the user; the file is mode 0600).
-    pub fn create(state_dir: &Path, run_id: &str) -> Result<Journal, Error> {
+    pub(crate) fn create(state_dir: &Path, run_id: &str) -> Result<Journal, Error> {
         use std::os::unix::fs::OpenOptionsExt;
 
         if run_id.is_empty() || run_id.contains(['/', '\0']) || run_id.starts_with('.') {
@@ -72,7 +72,7 @@ impl Journal {
     }
 
     /// The journal file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -130,7 +130,7 @@ impl Reporter for Journal {
 /// Every journaled run, newest first, without its steps. A missing runs
 /// directory is no runs; a journal that cannot be read is skipped with a
 /// warning.
-pub fn list(state_dir: &Path) -> Result<Vec<RunRecord>, Error> {
+pub(crate) fn list(state_dir: &Path) -> Result<Vec<RunRecord>, Error> {
     let mut runs = Vec::new();
     for (id, path) in journal_files(state_dir)? {
         match read(&path, &id, false) {
@@ -143,7 +143,7 @@ pub fn list(state_dir: &Path) -> Result<Vec<RunRecord>, Error> {
 }
 
 /// One run in full by id, or by a prefix of exactly one id.
-pub fn load(state_dir: &Path, id: &str) -> Result<RunRecord, Error> {
+pub(crate) fn load(state_dir: &Path, id: &str) -> Result<RunRecord, Error> {
     let (id, path) = resolve(state_dir, id)?;
     read(&path, &id, true).map_err(|why| {
         Error::input(
@@ -229,7 +229,7 @@ fn is_step_line(line: &str) -> bool {
 
 /// Reads one journal through [`RunRecord::apply`]. `full = false` skips
 /// step lines, for listings.
-pub fn read(path: &Path, id: &str, full: bool) -> Result<RunRecord, String> {
+pub(crate) fn read(path: &Path, id: &str, full: bool) -> Result<RunRecord, String> {
     let text = std::fs::read(path).map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&text);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();

@@ -7,7 +7,7 @@
 //! killed run leaves a valid prefix: a record without `run_finished` is
 //! "incomplete" (still running, or crashed).
 
-pub mod journal;
+pub(crate) mod journal;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -20,11 +20,11 @@ use crate::events::{
     Summary,
 };
 
-pub use journal::{list, load};
+pub(crate) use journal::{list, load};
 
 /// One run: what started, what each node and gate did, how it ended.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RunRecord {
+pub(crate) struct RunRecord {
     /// The run id (read back: the journal's file name).
     pub id: String,
     pub playbook: String,
@@ -55,7 +55,7 @@ pub struct RunRecord {
 
 /// One node of a run: how it ended, and its steps in the order they finished.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NodeRecord {
+pub(crate) struct NodeRecord {
     pub name: Arc<str>,
     /// `None`: no `node_finished` — the run crashed or is still going.
     pub status: Option<NodeStatus>,
@@ -68,7 +68,7 @@ pub struct NodeRecord {
 
 /// A `[[gate]]` result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GateRecord {
+pub(crate) struct GateRecord {
     pub batch: usize,
     pub gate: String,
     pub ok: bool,
@@ -91,13 +91,13 @@ impl NodeRecord {
 }
 
 impl RunRecord {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         RunRecord::default()
     }
 
     /// A record that keeps the stdout and stderr of failed steps only: what
     /// the summary and JUnit show. A run without `--report` needs no more.
-    pub fn lean() -> Self {
+    pub(crate) fn lean() -> Self {
         RunRecord {
             lean: true,
             ..RunRecord::default()
@@ -105,7 +105,7 @@ impl RunRecord {
     }
 
     /// Takes one event into the record.
-    pub fn apply(&mut self, ev: &Stamped) {
+    pub(crate) fn apply(&mut self, ev: &Stamped) {
         match &ev.event {
             Event::RunStarted {
                 run_id,
@@ -183,13 +183,13 @@ impl RunRecord {
     }
 
     /// The nodes `run_started` listed, in its order.
-    pub fn listed_nodes(&self) -> &[NodeRecord] {
+    pub(crate) fn listed_nodes(&self) -> &[NodeRecord] {
         &self.nodes[..self.listed.min(self.nodes.len())]
     }
 
     /// Node counts from the final statuses, so a node reported twice
     /// counts once.
-    pub fn counts(&self) -> NodeCounts {
+    pub(crate) fn counts(&self) -> NodeCounts {
         let mut counts = NodeCounts::default();
         for n in &self.nodes {
             if let Some(s) = n.status {
@@ -200,17 +200,17 @@ impl RunRecord {
     }
 
     /// The run's exit code; `None` without `run_finished`.
-    pub fn exit_code(&self) -> Option<ExitCode> {
+    pub(crate) fn exit_code(&self) -> Option<ExitCode> {
         self.summary.as_ref().map(|s| s.exit_code)
     }
 
     /// Why the run stopped before every node ran, if it did.
-    pub fn stopped(&self) -> Option<&StopReason> {
+    pub(crate) fn stopped(&self) -> Option<&StopReason> {
         self.summary.as_ref().and_then(|s| s.stopped.as_ref())
     }
 
     /// One word for the run's outcome, from its exit code (SPEC section 2).
-    pub fn outcome(&self) -> &'static str {
+    pub(crate) fn outcome(&self) -> &'static str {
         self.exit_code().map_or("incomplete", ExitCode::word)
     }
 }
@@ -224,7 +224,7 @@ impl Reporter for RunRecord {
 
 /// What `--resume` needs from an earlier run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResumeTargets {
+pub(crate) struct ResumeTargets {
     pub playbook: String,
     /// Nodes that finished ok; the resumed run leaves them out.
     pub finished_ok: HashSet<String>,
@@ -237,7 +237,7 @@ pub struct ResumeTargets {
 ///
 /// Under `--check` nothing was changed, so a `changed` node there is drift
 /// still to fix: only `ok` counts as finished when resuming a check run.
-pub fn resume_targets(run: &RunRecord) -> ResumeTargets {
+pub(crate) fn resume_targets(run: &RunRecord) -> ResumeTargets {
     let done = |n: &NodeRecord| match n.status {
         Some(NodeStatus::Ok) => true,
         Some(NodeStatus::Changed) => !run.check,

@@ -15,7 +15,7 @@ const MMAP_THRESHOLD: libc::c_int = 32 << 20;
 
 /// Keeps allocations up to [`MMAP_THRESHOLD`] in the heap. Call once,
 /// first thing; later calls change nothing.
-pub fn tune() {
+pub(crate) fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; glibc serialises it
     // with the allocator's own lock.

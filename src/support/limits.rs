@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 /// Many nodes in flight need many sockets; take the hard limit up front.
-pub fn raise_open_files() {
+pub(crate) fn raise_open_files() {
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
         && soft < hard
     {
@@ -29,7 +29,7 @@ static MEMLOCK_SOFT: OnceLock<u64> = OnceLock::new();
 /// `CAP_IPC_LOCK` in the effective set, the kernel refuses the call before
 /// touching the map. Children get the old limit back ([`child_limits`]);
 /// as root they regain the capability through `exec`.
-pub fn refuse_memory_locking() {
+pub(crate) fn refuse_memory_locking() {
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_MEMLOCK) else {
         return;
     };
@@ -46,7 +46,7 @@ pub fn refuse_memory_locking() {
 
 /// Restores, in a child about to `exec`, the locked-memory limit fleetfix
 /// was started with. Only async-signal-safe calls: it runs after `fork`.
-pub fn child_limits() -> io::Result<()> {
+pub(crate) fn child_limits() -> io::Result<()> {
     if let Some(&soft) = MEMLOCK_SOFT.get()
         && let Ok((_, hard)) = getrlimit(Resource::RLIMIT_MEMLOCK)
     {

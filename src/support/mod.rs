@@ -1,9 +1,9 @@
 //! Layer 0: what every layer above may use and that knows none of them.
 
-pub mod error;
-pub mod exit;
-pub mod heap;
-pub mod limits;
-pub mod quote;
-pub mod state;
-pub mod text;
+pub(crate) mod error;
+pub(crate) mod exit;
+pub(crate) mod heap;
+pub(crate) mod limits;
+pub(crate) mod quote;
+pub(crate) mod state;
+pub(crate) mod text;

@@ -3,7 +3,7 @@
 //! the scripts and commands it sends.
 
 /// Quotes `s` for POSIX sh; words of only safe characters pass unchanged.
-pub fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     let safe = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c));

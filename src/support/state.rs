@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// The state directory: `$FLEETFIX_STATE_DIR`, else `$XDG_STATE_HOME/fleetfix`,
 /// else `~/.local/state/fleetfix`.
-pub fn state_dir() -> PathBuf {
+pub(crate) fn state_dir() -> PathBuf {
     state_dir_from(|k| std::env::var_os(k))
 }
 
@@ -30,12 +30,12 @@ fn state_dir_from(env: impl Fn(&str) -> Option<OsString>) -> PathBuf {
 }
 
 /// One `<run-id>.jsonl` journal per run.
-pub fn runs_dir(state: &Path) -> PathBuf {
+pub(crate) fn runs_dir(state: &Path) -> PathBuf {
     state.join("runs")
 }
 
 /// One `<playbook>.lock` per playbook.
-pub fn locks_dir(state: &Path) -> PathBuf {
+pub(crate) fn locks_dir(state: &Path) -> PathBuf {
     state.join("locks")
 }
 

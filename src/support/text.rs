@@ -2,11 +2,11 @@
 //! boundary, the mark of cut output, durations and tails for people.
 
 /// What marks output dropped past the cap (the masker finds cuts by it).
-pub const TRUNCATED: &str = "\n[… truncated:";
+pub(crate) const TRUNCATED: &str = "\n[… truncated:";
 
 /// The largest char boundary of `text` at or below `i` (spans computed on
 /// decoded strings may land inside a multi-byte character).
-pub fn floor_char_boundary(text: &str, i: usize) -> usize {
+pub(crate) fn floor_char_boundary(text: &str, i: usize) -> usize {
     let mut i = i.min(text.len());
     while !text.is_char_boundary(i) {
         i -= 1;
@@ -15,13 +15,13 @@ pub fn floor_char_boundary(text: &str, i: usize) -> usize {
 }
 
 /// Shortens text to its last `n` non-empty lines (for failure details).
-pub fn last_lines(text: &str, n: usize) -> String {
+pub(crate) fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// `1.2s`, `850ms`, `2m03s`.
-pub fn human_duration(ms: u64) -> String {
+pub(crate) fn human_duration(ms: u64) -> String {
     if ms < 1000 {
         format!("{ms}ms")
     } else if ms < 60_000 {

@@ -40,18 +40,18 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
-    pub fn ok() -> Self {
+    pub(crate) fn ok() -> Self {
         Reply::default()
     }
 
-    pub fn code(code: i32) -> Self {
+    pub(crate) fn code(code: i32) -> Self {
         Reply {
             code,
             ..Default::default()
         }
     }
 
-    pub fn stdout(text: &str) -> Self {
+    pub(crate) fn stdout(text: &str) -> Self {
         Reply {
             stdout: text.to_string(),
             ..Default::default()
@@ -59,7 +59,7 @@ impl Reply {
     }
 
     /// The connection is lost `after` the command started.
-    pub fn lost(after: Duration) -> Self {
+    pub(crate) fn lost(after: Duration) -> Self {
         Reply {
             delay: after,
             lost: true,
@@ -68,14 +68,14 @@ impl Reply {
     }
 
     /// The node is locked by another run (`holder`); nothing runs.
-    pub fn locked(holder: &str) -> Self {
+    pub(crate) fn locked(holder: &str) -> Self {
         Reply {
             locked: Some(holder.to_string()),
             ..Default::default()
         }
     }
 
-    pub fn after(mut self, delay: Duration) -> Self {
+    pub(crate) fn after(mut self, delay: Duration) -> Self {
         self.delay = delay;
         self
     }
@@ -222,7 +222,7 @@ impl Default for FakeConnector {
 }
 
 impl FakeConnector {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         FakeConnector {
             inner: Arc::new(Inner {
                 start: Instant::now(),
@@ -243,12 +243,12 @@ impl FakeConnector {
     }
 
     /// Commands of `node` (`*`: any) whose script contains `pattern` answer `reply`.
-    pub fn on(&self, node: &str, pattern: &str, reply: Reply) -> &Self {
+    pub(crate) fn on(&self, node: &str, pattern: &str, reply: Reply) -> &Self {
         self.on_fn(node, pattern, move |_| reply.clone())
     }
 
     /// The n-th such command of a node answers `replies[n]`; the last repeats.
-    pub fn seq(&self, node: &str, pattern: &str, replies: Vec<Reply>) -> &Self {
+    pub(crate) fn seq(&self, node: &str, pattern: &str, replies: Vec<Reply>) -> &Self {
         assert!(!replies.is_empty(), "a sequence needs a reply");
         self.on_fn(node, pattern, move |c| {
             replies[c.nth.min(replies.len() - 1)].clone()
@@ -256,7 +256,7 @@ impl FakeConnector {
     }
 
     /// Such commands answer what `f` says.
-    pub fn on_fn(
+    pub(crate) fn on_fn(
         &self,
         node: &str,
         pattern: &str,
@@ -271,18 +271,18 @@ impl FakeConnector {
         self
     }
 
-    pub fn unreachable(&self, node: &str, why: Unreachable) -> &Self {
+    pub(crate) fn unreachable(&self, node: &str, why: Unreachable) -> &Self {
         self.setup(node, |s| s.unreachable = Some(why))
     }
 
     /// Connecting takes this long (past the node's `connect_timeout`: a timeout).
-    pub fn connect_delay(&self, node: &str, delay: Duration) -> &Self {
+    pub(crate) fn connect_delay(&self, node: &str, delay: Duration) -> &Self {
         self.setup(node, |s| s.connect_delay = delay)
     }
 
     /// A tunnel of `node` to `host:port` answers every request with this
     /// status and body (HTTP/1.1).
-    pub fn http(&self, node: &str, host_port: &str, status: u16, body: &str) -> &Self {
+    pub(crate) fn http(&self, node: &str, host_port: &str, status: u16, body: &str) -> &Self {
         let response = format!(
             "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
@@ -293,7 +293,7 @@ impl FakeConnector {
     }
 
     /// Everything that happened, in order.
-    pub fn log(&self) -> Vec<Entry> {
+    pub(crate) fn log(&self) -> Vec<Entry> {
         self.inner
             .log
             .lock()
@@ -302,7 +302,7 @@ impl FakeConnector {
     }
 
     /// The scripts that started on `node`, in order.
-    pub fn ran(&self, node: &str) -> Vec<String> {
+    pub(crate) fn ran(&self, node: &str) -> Vec<String> {
         self.log()
             .into_iter()
             .filter(|e| e.node == node)
@@ -314,18 +314,18 @@ impl FakeConnector {
     }
 
     /// Whether some command containing `pattern` started on `node`.
-    pub fn ran_on(&self, node: &str, pattern: &str) -> bool {
+    pub(crate) fn ran_on(&self, node: &str, pattern: &str) -> bool {
         self.ran(node).iter().any(|s| s.contains(pattern))
     }
 
     /// The most nodes that were connecting or connected at once.
-    pub fn max_in_flight(&self) -> usize {
+    pub(crate) fn max_in_flight(&self) -> usize {
         self.inner.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// When `node` began connecting, and when it was done (closed or
     /// unreachable).
-    pub fn span(&self, node: &str) -> Option<(Duration, Duration)> {
+    pub(crate) fn span(&self, node: &str) -> Option<(Duration, Duration)> {
         let log = self.log();
         let start = log
             .iter()

@@ -11,7 +11,7 @@ use crate::transport::{Session, SessionError};
 
 /// Why a request got no response.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// The node's SSH connection died (`via = "ssh"`): the node is unreachable.
     #[error("{0}")]
     Lost(String),
@@ -20,13 +20,13 @@ pub enum SendError {
 }
 
 /// The two clients a run may need, built once.
-pub struct Clients {
+pub(crate) struct Clients {
     verified: reqwest::Client,
     insecure: reqwest::Client,
 }
 
 impl Clients {
-    pub fn new() -> Result<Self, String> {
+    pub(crate) fn new() -> Result<Self, String> {
         let build = |insecure: bool| {
             reqwest::Client::builder()
                 .tls_danger_accept_invalid_certs(insecure)
@@ -42,7 +42,7 @@ impl Clients {
     }
 
     /// Sends `req`; the body is read up to `cap` bytes.
-    pub async fn send(&self, req: &Request, cap: usize) -> Result<Response, SendError> {
+    pub(crate) async fn send(&self, req: &Request, cap: usize) -> Result<Response, SendError> {
         self.send_inner(req, cap).await.map_err(SendError::Failed)
     }
 
@@ -80,7 +80,7 @@ impl Clients {
 
 /// Sends `req` through a direct-tcpip channel of the node's SSH connection,
 /// so `127.0.0.1` in the URL is the node itself. HTTP/1.1.
-pub async fn send_via<S: Session>(
+pub(crate) async fn send_via<S: Session>(
     session: &S,
     req: &Request,
     cap: usize,

@@ -13,7 +13,7 @@ use crate::transport::{Captured, Ending, ExecOutput, ExecRequest, ExitStatus, Se
 const TERM_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs the request's shell through `/bin/sh -c`, feeding `req.stdin`.
-pub async fn exec(req: &ExecRequest) -> Result<ExecOutput, SessionError> {
+pub(crate) async fn exec(req: &ExecRequest) -> Result<ExecOutput, SessionError> {
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(req.shell_command())

@@ -5,9 +5,9 @@
 
 #[cfg(test)]
 pub(crate) mod fake;
-pub mod http;
-pub mod local;
-pub mod ssh;
+pub(crate) mod http;
+pub(crate) mod local;
+pub(crate) mod ssh;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use crate::support::text::TRUNCATED;
 
 /// Why a node could not be reached. Each reads as one clear sentence.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     #[error("cannot resolve host `{host}`: {detail}")]
     Dns { host: String, detail: String },
     #[error("connection refused by {addr} (is sshd running and the port right?)")]
@@ -87,7 +87,7 @@ pub enum ConnectError {
 
 /// A failure of an established connection.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum SessionError {
+pub(crate) enum SessionError {
     #[error("connection lost: {0}")]
     Lost(String),
     #[error("the node refused to run the command: {0}")]
@@ -99,7 +99,7 @@ pub enum SessionError {
 
 /// How a remote command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExitStatus {
+pub(crate) enum ExitStatus {
     Code(i32),
     Signal(String),
     /// The step's timeout fired, and ending its processes went as told.
@@ -119,7 +119,7 @@ pub enum ExitStatus {
 impl ExitStatus {
     /// The numeric exit code, when there is one (a login shell's refusal
     /// included: it is what the node said).
-    pub fn code(&self) -> Option<i32> {
+    pub(crate) fn code(&self) -> Option<i32> {
         match self {
             ExitStatus::Code(c) => Some(*c),
             ExitStatus::NotStarted { code, .. } => *code,
@@ -128,7 +128,7 @@ impl ExitStatus {
     }
 
     /// Ended on purpose by an interrupt.
-    pub fn interrupted(&self) -> bool {
+    pub(crate) fn interrupted(&self) -> bool {
         matches!(self, ExitStatus::Interrupted(_))
     }
 }
@@ -136,7 +136,7 @@ impl ExitStatus {
 /// What became of a command's processes that were told to end: only what
 /// was checked is claimed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// None of them is left: checked after TERM (and KILL where needed).
     Ended,
     /// These pids were still there after TERM and KILL.
@@ -147,7 +147,7 @@ pub enum Ending {
 
 impl Ending {
     /// The clause that follows "timed out after 2s; " or "interrupted; ".
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Ending::Ended => "its processes were ended".into(),
             Ending::Left(pids) => {
@@ -160,14 +160,14 @@ impl Ending {
 
 /// Output of one stream, capped so memory per node stays bounded.
 #[derive(Debug, Clone, Default)]
-pub struct Captured {
+pub(crate) struct Captured {
     pub bytes: Vec<u8>,
     /// Bytes past the cap that were dropped.
     pub dropped: usize,
 }
 
 impl Captured {
-    pub fn push(&mut self, data: &[u8], cap: usize) {
+    pub(crate) fn push(&mut self, data: &[u8], cap: usize) {
         let room = cap.saturating_sub(self.bytes.len());
         let take = room.min(data.len());
         self.bytes.extend_from_slice(&data[..take]);
@@ -175,7 +175,7 @@ impl Captured {
     }
 
     /// The text, with a clear mark where it was cut.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut s = String::from_utf8_lossy(&self.bytes).into_owned();
         if self.dropped > 0 {
             s.push_str(&format!(
@@ -190,7 +190,7 @@ impl Captured {
 /// A script to run: `shell` reads it from `stdin`, so the script (and any
 /// secret in it) never appears on a command line.
 #[derive(Debug, Clone)]
-pub struct ExecRequest {
+pub(crate) struct ExecRequest {
     pub shell: String,
     pub sudo: bool,
     pub stdin: Vec<u8>,
@@ -209,7 +209,7 @@ pub struct ExecRequest {
 
 /// What a command produced.
 #[derive(Debug, Clone)]
-pub struct ExecOutput {
+pub(crate) struct ExecOutput {
     pub status: ExitStatus,
     pub stdout: Captured,
     pub stderr: Captured,
@@ -217,7 +217,7 @@ pub struct ExecOutput {
 
 impl ExecRequest {
     /// `SHELL -s`, or `sudo -n -- SHELL -s` (sudo never prompts).
-    pub fn shell_command(&self) -> String {
+    pub(crate) fn shell_command(&self) -> String {
         let shell = crate::support::quote::shell_quote(&self.shell);
         if self.sudo {
             format!("sudo -n -- {shell} -s")
@@ -228,7 +228,7 @@ impl ExecRequest {
 }
 
 /// Opens sessions to nodes.
-pub trait Connector: Send + Sync + 'static {
+pub(crate) trait Connector: Send + Sync + 'static {
     type Session: Session;
     fn connect(
         &self,
@@ -237,7 +237,7 @@ pub trait Connector: Send + Sync + 'static {
 }
 
 /// One open connection to a node; every step of the node runs through it.
-pub trait Session: Send + Sync + 'static {
+pub(crate) trait Session: Send + Sync + 'static {
     /// A byte stream to `host:port` as seen from the node (direct-tcpip).
     type Tunnel: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
     fn exec(
@@ -261,7 +261,7 @@ pub trait Session: Send + Sync + 'static {
 /// A step that may be sent ahead: its request, and the exit codes of the
 /// step before it that let it run.
 #[derive(Debug, Clone)]
-pub struct Ahead {
+pub(crate) struct Ahead {
     pub req: ExecRequest,
     pub after: Vec<i32>,
 }

@@ -19,10 +19,10 @@ use crate::support::error::Error;
 use crate::transport::ConnectError;
 
 /// Environment variable holding the passphrase of encrypted identity files.
-pub const PASSPHRASE_ENV: &str = "FLEETFIX_KEY_PASSPHRASE";
+pub(super) const PASSPHRASE_ENV: &str = "FLEETFIX_KEY_PASSPHRASE";
 
 /// A private key ready to sign, with its certificate when one sits beside it.
-pub struct Identity {
+pub(crate) struct Identity {
     pub path: PathBuf,
     pub key: Arc<PrivateKey>,
     pub cert: Option<Certificate>,
@@ -32,12 +32,12 @@ pub struct Identity {
 }
 
 /// Signs a userauth request with an [`Identity::ed25519`] key.
-pub struct Ed25519Signer(pub Arc<ed25519_dalek::SigningKey>);
+pub(super) struct Ed25519Signer(pub Arc<ed25519_dalek::SigningKey>);
 
 /// No signature: the session went away while one was asked for, or it
 /// could not be encoded.
 #[derive(Debug)]
-pub struct SignError;
+pub(super) struct SignError;
 
 impl From<russh::SendError> for SignError {
     fn from(_: russh::SendError) -> Self {
@@ -69,7 +69,7 @@ impl russh::Signer for Ed25519Signer {
 
 /// Every key this run may offer.
 #[derive(Default)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     /// Public keys the agent holds (the agent signs; keys never leave it).
     pub agent_keys: Vec<PublicKey>,
     defaults: Vec<Arc<Identity>>,
@@ -79,7 +79,7 @@ pub struct Credentials {
 impl Credentials {
     /// Loads what `nodes` need. A named identity file that is missing or
     /// unreadable is bad input; the usual `~/.ssh/id_*` are tried quietly.
-    pub async fn load(nodes: &[Arc<Node>]) -> Result<Self, Error> {
+    pub(crate) async fn load(nodes: &[Arc<Node>]) -> Result<Self, Error> {
         let mut creds = Credentials {
             agent_keys: agent_keys().await,
             ..Default::default()
@@ -117,7 +117,7 @@ impl Credentials {
     }
 
     /// The identity files to offer a node, after the agent's keys.
-    pub fn identities_for(&self, node: &Node) -> Vec<Arc<Identity>> {
+    pub(crate) fn identities_for(&self, node: &Node) -> Vec<Arc<Identity>> {
         match &node.identity_file {
             Some(p) => self.by_path.get(p).cloned().into_iter().collect(),
             None => self.defaults.clone(),
@@ -129,7 +129,7 @@ impl Credentials {
 const AGENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connects to the agent named by `SSH_AUTH_SOCK`, when there is one.
-pub async fn agent() -> Option<AgentClient<tokio::net::UnixStream>> {
+pub(super) async fn agent() -> Option<AgentClient<tokio::net::UnixStream>> {
     std::env::var_os("SSH_AUTH_SOCK")?;
     tokio::time::timeout(AGENT_TIMEOUT, AgentClient::connect_env())
         .await

@@ -32,14 +32,14 @@ pub(super) struct Output {
 }
 
 impl Output {
-    pub fn new(cap: usize) -> Self {
+    pub(super) fn new(cap: usize) -> Self {
         Output {
             cap,
             ..Default::default()
         }
     }
 
-    pub fn push(&mut self, err: bool, bytes: &[u8]) {
+    pub(super) fn push(&mut self, err: bool, bytes: &[u8]) {
         let cap = self.cap;
         if err {
             self.stderr.push(bytes, cap);
@@ -49,7 +49,7 @@ impl Output {
     }
 
     /// The result, given how ending it went (`None`: nobody ended it).
-    pub fn finish(self, ended: Option<(bool, crate::transport::Ending)>) -> ExecOutput {
+    pub(super) fn finish(self, ended: Option<(bool, crate::transport::Ending)>) -> ExecOutput {
         let status = match (ended, self.code, self.signal) {
             (Some((true, e)), _, _) => ExitStatus::Interrupted(e),
             (Some((false, e)), _, _) => ExitStatus::TimedOut(e),
@@ -71,7 +71,7 @@ pub(super) struct Start {
 }
 
 impl Start {
-    pub fn new(mark: &str) -> Self {
+    pub(super) fn new(mark: &str) -> Self {
         Start {
             pre: [Preamble::stdout(mark), Preamble::stderr(mark)],
         }
@@ -79,20 +79,20 @@ impl Start {
 
     /// The bytes of `err`'s stream that belong to the command, once it
     /// started there.
-    pub fn feed(&mut self, err: bool, bytes: &[u8]) -> Option<Vec<u8>> {
+    pub(super) fn feed(&mut self, err: bool, bytes: &[u8]) -> Option<Vec<u8>> {
         self.pre[err as usize].feed(bytes)
     }
 
-    pub fn started(&self) -> bool {
+    pub(super) fn started(&self) -> bool {
         self.pre.iter().all(Preamble::found)
     }
 
-    pub fn header(&self) -> Option<Header> {
+    pub(super) fn header(&self) -> Option<Header> {
         self.pre[1].header()
     }
 
     /// The login shell did not run the command: what it said instead.
-    pub fn refusal(&self, code: Option<i32>) -> ExitStatus {
+    pub(super) fn refusal(&self, code: Option<i32>) -> ExitStatus {
         let said = [self.pre[0].unclaimed(), self.pre[1].unclaimed()]
             .iter()
             .map(|b| String::from_utf8_lossy(b).trim().to_string())

@@ -27,7 +27,7 @@ use crate::transport::{ConnectError, Connector, Session};
 type JumpCell = OnceCell<Result<Arc<SshSession>, ConnectError>>;
 
 /// Settings shared by every connection of a run.
-pub struct SshOptions {
+pub(crate) struct SshOptions {
     pub known_hosts: Arc<KnownHosts>,
     pub accept_new_host_keys: bool,
     pub credentials: Arc<Credentials>,
@@ -38,7 +38,7 @@ pub struct SshOptions {
 }
 
 /// Connects nodes over SSH with russh.
-pub struct SshConnector {
+pub(crate) struct SshConnector {
     dialer: Arc<Dialer>,
 }
 
@@ -52,7 +52,7 @@ pub(super) struct Dialer {
 }
 
 impl SshConnector {
-    pub fn new(opts: SshOptions) -> Self {
+    pub(crate) fn new(opts: SshOptions) -> Self {
         SshConnector {
             dialer: Arc::new(Dialer {
                 config: Arc::new(base_config(opts.keepalive)),
@@ -77,7 +77,7 @@ fn base_config(keepalive: Duration) -> client::Config {
 
 /// How long the key exchange and authentication may take once the server
 /// answered.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Connector for SshConnector {
     type Session = SshSession;
@@ -323,7 +323,7 @@ async fn tcp_connect(node: &Node) -> Result<TcpStream, ConnectError> {
 }
 
 /// The default known_hosts path, `~/.ssh/known_hosts`.
-pub fn default_known_hosts_path() -> PathBuf {
+pub(crate) fn default_known_hosts_path() -> PathBuf {
     let home = std::env::var_os("HOME").unwrap_or_default();
     PathBuf::from(home).join(".ssh").join("known_hosts")
 }

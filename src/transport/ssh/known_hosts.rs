@@ -21,7 +21,7 @@ use crate::support::error::Error;
 
 /// What known_hosts says about a host and the key it presented.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The key is recorded for this host.
     Trusted,
     /// Unknown host: no key of any type recorded.
@@ -34,7 +34,7 @@ pub enum Verdict {
 }
 
 /// A parsed known_hosts file.
-pub struct KnownHosts {
+pub(crate) struct KnownHosts {
     path: PathBuf,
     table: Mutex<Table>,
 }
@@ -92,7 +92,7 @@ impl Table {
 
 impl KnownHosts {
     /// Reads the file; a missing file is an empty one, an unreadable one an error.
-    pub fn load(path: &Path) -> Result<Self, Error> {
+    pub(crate) fn load(path: &Path) -> Result<Self, Error> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -120,12 +120,12 @@ impl KnownHosts {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Checks `key` presented by `host:port`.
-    pub fn verify(&self, host: &str, port: u16, key: &PublicKey) -> Verdict {
+    pub(crate) fn verify(&self, host: &str, port: u16, key: &PublicKey) -> Verdict {
         let name = host_port(host, port);
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let mut trusted = false;
@@ -150,7 +150,7 @@ impl KnownHosts {
 
     /// Whether an `@cert-authority` line covers this host (then the
     /// handshake asks for host certificates).
-    pub fn has_cert_authority(&self, host: &str, port: u16) -> bool {
+    pub(crate) fn has_cert_authority(&self, host: &str, port: u16) -> bool {
         let name = host_port(host, port);
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         table
@@ -162,7 +162,12 @@ impl KnownHosts {
     /// Checks a host certificate: signed by an `@cert-authority` of this
     /// host, a host certificate, valid now, naming `host` as a principal,
     /// neither it nor its CA `@revoked`.
-    pub fn verify_cert(&self, host: &str, port: u16, cert: &Certificate) -> Result<(), String> {
+    pub(crate) fn verify_cert(
+        &self,
+        host: &str,
+        port: u16,
+        cert: &Certificate,
+    ) -> Result<(), String> {
         let name = host_port(host, port);
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let mut cas = Vec::new();
@@ -202,7 +207,7 @@ impl KnownHosts {
 
     /// The key types recorded for a host, so the handshake can ask for one
     /// of them first (as OpenSSH does) instead of a type never recorded.
-    pub fn recorded_algorithms(&self, host: &str, port: u16) -> Vec<russh::keys::Algorithm> {
+    pub(crate) fn recorded_algorithms(&self, host: &str, port: u16) -> Vec<russh::keys::Algorithm> {
         let name = host_port(host, port);
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
@@ -218,7 +223,7 @@ impl KnownHosts {
     }
 
     /// Appends `host:port key` to the file and remembers it for this run.
-    pub fn learn(&self, host: &str, port: u16, key: &PublicKey) -> std::io::Result<()> {
+    pub(crate) fn learn(&self, host: &str, port: u16, key: &PublicKey) -> std::io::Result<()> {
         let name = host_port(host, port);
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let key_text = key
@@ -248,7 +253,7 @@ impl KnownHosts {
 }
 
 /// The name known_hosts records for a host: `host`, or `[host]:port`.
-pub fn host_port(host: &str, port: u16) -> String {
+pub(crate) fn host_port(host: &str, port: u16) -> String {
     if port == 22 {
         host.to_string()
     } else {
@@ -257,7 +262,7 @@ pub fn host_port(host: &str, port: u16) -> String {
 }
 
 /// A key's fingerprint as `ssh-keygen -l` prints it.
-pub fn fingerprint(key: &PublicKey) -> String {
+pub(crate) fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 

@@ -5,13 +5,13 @@ mod algorithms;
 mod auth;
 mod collect;
 mod connect;
-pub mod known_hosts;
+pub(crate) mod known_hosts;
 mod reap;
 mod session;
 mod shell;
 mod verify;
 mod wire;
 
-pub use auth::Credentials;
-pub use connect::{SshConnector, SshOptions, default_known_hosts_path};
-pub use shell::NodeLock;
+pub(crate) use auth::Credentials;
+pub(crate) use connect::{SshConnector, SshOptions, default_known_hosts_path};
+pub(crate) use shell::NodeLock;

@@ -27,7 +27,7 @@ pub(super) struct Target {
 }
 
 impl Target {
-    pub fn of(header: &Header, spare: bool) -> Target {
+    pub(super) fn of(header: &Header, spare: bool) -> Target {
         Target {
             pid: header.pid,
             group: header.leads_group().then_some(header.pid),

@@ -48,7 +48,7 @@ pub(super) trait Redial: Send + Sync {
 }
 
 /// An authenticated SSH connection to one node.
-pub struct SshSession {
+pub(crate) struct SshSession {
     link: Link,
     /// To open another connection to the node, for helpers, when its
     /// server allows one channel per connection (tinysshd).

@@ -57,7 +57,7 @@ pub(super) const TRAPS: &[u8] = b"trap 'fleetfix_stop=1' TERM USR1\n";
 
 /// The node lock a run takes in each step shell (SPEC section 6).
 #[derive(Debug, Clone)]
-pub struct NodeLock {
+pub(crate) struct NodeLock {
     /// The lock file's name on the node, in `$FLEETFIX_LOCK_DIR` (the
     /// node's environment) or `/tmp`; `{node}` stands for the node's name.
     pub file: String,
@@ -70,7 +70,7 @@ pub struct NodeLock {
 
 impl NodeLock {
     /// The lock of node `name`.
-    pub fn on(&self, name: &str) -> NodeLock {
+    pub(crate) fn on(&self, name: &str) -> NodeLock {
         NodeLock {
             file: self.file.replace("{node}", name),
             holder: self.holder.clone(),
@@ -155,12 +155,12 @@ pub(super) struct Framed {
 
 impl Framed {
     /// The same step with the same script (sent ahead or not).
-    pub fn same(&self, other: &Framed) -> bool {
+    pub(super) fn same(&self, other: &Framed) -> bool {
         self.step == other.step && self.frame == other.frame
     }
 
     /// What the shell reads for it.
-    pub fn input(&self, mark: &str) -> std::borrow::Cow<'_, [u8]> {
+    pub(super) fn input(&self, mark: &str) -> std::borrow::Cow<'_, [u8]> {
         match &self.after {
             None => self.frame.as_slice().into(),
             Some(codes) => conditional(&self.frame, codes, mark).into(),
@@ -263,17 +263,17 @@ impl Header {
 
     /// The command leads a process group of its own: ending it may signal
     /// the group. Otherwise (no `setsid`, no `/proc`) its process tree.
-    pub fn leads_group(&self) -> bool {
+    pub(super) fn leads_group(&self) -> bool {
         self.pgid == Some(self.pid)
     }
 
     /// The step shell has a builtin `printf`.
-    pub fn fit(&self) -> bool {
+    pub(super) fn fit(&self) -> bool {
         self.rest.split(' ').next() == Some("fit")
     }
 
     /// What the step shell says of the node lock.
-    pub fn lock(&self) -> LockState {
+    pub(super) fn lock(&self) -> LockState {
         let lock = self.rest.split_once(' ').map(|(_, l)| l).unwrap_or("-");
         match lock.split_once(' ').unwrap_or((lock, "")) {
             ("ok", _) => LockState::Held,

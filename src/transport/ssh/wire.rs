@@ -32,7 +32,7 @@ const READ_BUFFER: usize = 8 * 1024;
 const HOLD_LIMIT: usize = 64 * 1024;
 
 /// A socket that can acknowledge received data now instead of delaying it.
-pub trait Ack {
+pub(super) trait Ack {
     fn ack_now(&self);
 }
 
@@ -44,7 +44,7 @@ impl Ack for tokio::net::TcpStream {
 }
 
 /// A stream with a read buffer and held writes (see the module doc).
-pub struct Wire<S> {
+pub(super) struct Wire<S> {
     inner: S,
     rbuf: Box<[u8]>,
     rpos: usize,
@@ -58,7 +58,7 @@ pub struct Wire<S> {
 }
 
 impl<S> Wire<S> {
-    pub fn new(inner: S) -> Self {
+    pub(super) fn new(inner: S) -> Self {
         Wire {
             inner,
             rbuf: vec![0; READ_BUFFER].into_boxed_slice(),
