@@ -3,8 +3,8 @@
 //! The folders are the layers, each using only those below it (see
 //! ARCHITECTURE.md): `support` → `config` → `job` → `events` → `transport`
 //! → `executor` → `record` → `output` → `demo` → `app`. The executor emits
-//! one stream of [`events`]; the writers in `output` consume it, and the
-//! run's [`record`] is built from it.
+//! one stream of `events`; the writers in `output` consume it, and the
+//! run's `record` is built from it.
 
 // Only what `main` and the tests use is public; the lint keeps it so.
 #![warn(unreachable_pub)]

@@ -199,7 +199,7 @@ impl Error {
         }
     }
 
-    /// Whether `check` may ignore this error (see [`InputError::provisional`]).
+    /// Whether `check` may ignore this error (see `InputError::provisional`).
     pub fn is_provisional(&self) -> bool {
         matches!(self, Error::Input(e) if e.provisional)
     }
