@@ -208,6 +208,20 @@ impl StopReason {
         }
     }
 
+    /// How much the reason says about the fleet, least first: a budget
+    /// (this rollout went badly), a failed gate (the fleet as a whole is
+    /// unwell), an interrupt (a person stopped it), another run holding a
+    /// node (someone else is changing the fleet now: exit 4). When several
+    /// happen in one run, the most severe is the one reported.
+    pub(crate) fn severity(&self) -> u8 {
+        match self {
+            StopReason::Budget(_) => 0,
+            StopReason::Gate(_) => 1,
+            StopReason::Interrupted => 2,
+            StopReason::Locked(_) => 3,
+        }
+    }
+
     /// A budget spent after the last node started stopped nothing early;
     /// the others always did.
     pub(crate) fn always_early(&self) -> bool {

@@ -81,7 +81,11 @@ impl<C> Shared<C> {
 
     fn stop(&self, why: StopReason) {
         let mut stopped = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
-        if stopped.is_none() {
+        // The most severe reason stands; of equals, the first.
+        if stopped
+            .as_ref()
+            .is_none_or(|was| why.severity() > was.severity())
+        {
             *stopped = Some(why);
         }
         self.stop_nodes.cancel();

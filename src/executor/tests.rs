@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::{Control, ExecOptions, run};
 use crate::config::inventory::Inventory;
 use crate::config::playbook::Playbook;
-use crate::events::{Event, EventSink, NodeStatus, StepStatus, Summary};
+use crate::events::{Event, EventSink, NodeStatus, StepStatus, StopReason, Summary};
 use crate::job::{Job, JobOptions};
 use crate::support::error::SourceFile;
 use crate::transport::fake::{FakeConnector, Reply, Unreachable, What};
@@ -1296,6 +1296,34 @@ async fn a_node_locked_by_another_run_stops_the_run_with_exit_4() {
             "{n} started after a lock was found held"
         );
     }
+    assert_eq!(ran.summary.exit_code, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_lock_found_after_a_spent_budget_is_what_the_run_reports() {
+    let fake = FakeConnector::new();
+    fake.on("n1", "deploy", Reply::code(1).after(Duration::from_secs(1)));
+    fake.on(
+        "n2",
+        "deploy",
+        Reply::locked("run r1 by ops@runner since 10:00").after(Duration::from_secs(5)),
+    );
+    let job = job(
+        3,
+        "[rollout]\nconcurrency = 2\nmax_failed = 0\n[[steps]]\nname = \"deploy\"\nrun = \"deploy\"\n",
+    );
+    let ran = go(job, &fake).await;
+    assert_eq!(ran.status("n1"), NodeStatus::Failed);
+    assert_eq!(ran.status("n2"), NodeStatus::NotRun);
+    assert!(
+        fake.span("n3").is_none(),
+        "n3 started after the budget was spent"
+    );
+    let stopped = ran.summary.stopped.as_ref().map(StopReason::describe);
+    assert!(
+        stopped.is_some_and(|s| s.contains("is locked by another run")),
+        "{stopped:?}"
+    );
     assert_eq!(ran.summary.exit_code, 4);
 }
 

@@ -436,6 +436,8 @@ impl Session for FakeSession {
             },
         );
         if let Some(holder) = reply.locked {
+            // As with `--lock-wait`: busy is known after the wait.
+            tokio::time::sleep(reply.delay).await;
             self.inner.record(
                 &self.node,
                 What::Done {
