@@ -60,8 +60,8 @@ pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<(ExitCode, RunR
         }
     }
     // One thread drives every connection: a node's work is mostly waiting,
-    // and handing wakeups between worker threads cost ~12% more CPU per
-    // host (bench, N=200) than the crypto it would spread.
+    // and handing wakeups between worker threads costs more CPU per host
+    // than the crypto it would spread (BENCHMARKS.md, "Why it is built so").
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
