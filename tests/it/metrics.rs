@@ -5,9 +5,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::common::Fleet;
-use crate::common::cli::{Run, json_run, playbook, run, run_json_on};
+use crate::common::cli::{
+    Run, finish, json_run, playbook, run, run_json_on, signal, spawn, wait_for,
+};
 
 /// One sample of the file: its metric name, labels and value.
 #[derive(Debug)]
@@ -324,4 +327,59 @@ run = "echo converged > ${{ marker_dir }}/state"
         "stale\n",
         "--check changed nothing"
     );
+}
+
+#[test]
+fn an_interrupted_run_still_writes_its_metrics() {
+    let fleet = Fleet::start(3);
+    let inv = fleet.write_inventory(&[]);
+    let pb = playbook(
+        fleet.dir(),
+        "paused.toml",
+        r#"
+name = "paused"
+[rollout]
+batches = [1]
+pause = "60s"
+[[steps]]
+name = "work"
+run = "touch ${{ marker_dir }}/ran"
+"#,
+    );
+    let dir = metrics_dir(&fleet);
+    let prom = dir.join("paused.prom");
+    let child = spawn(json_run(
+        fleet.dir(),
+        &inv,
+        fleet.known_hosts(),
+        &pb,
+        &["--metrics", prom.to_str().expect("utf-8")],
+    ));
+    // The canary ran; the run now pauses before the next batch.
+    let markers = fleet.dir().join("markers");
+    wait_for("the canary", Duration::from_secs(15), || {
+        ["node1", "node2", "node3"]
+            .iter()
+            .any(|n| markers.join(n).join("ran").exists())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, nix::sys::signal::Signal::SIGINT);
+    let out = finish(child);
+    assert_eq!(out.code, 3, "{}", out.dump());
+    assert_eq!(files_in(&dir), ["paused.prom"]);
+    let (_, samples) = read_metrics(&prom);
+    let pb_label = [("playbook", "paused")];
+    assert_eq!(
+        value(&samples, "fleetfix_last_run_exit_code", &pb_label),
+        3.0
+    );
+    let count = |status: &str| {
+        value(
+            &samples,
+            "fleetfix_last_run_nodes",
+            &[("playbook", "paused"), ("status", status)],
+        )
+    };
+    assert_eq!(count("changed"), 1.0);
+    assert_eq!(count("not_run"), 2.0);
 }
