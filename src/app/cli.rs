@@ -36,6 +36,11 @@ pub enum Command {
         /// Wait this long for a busy lock instead of exiting 4 (e.g. 5m)
         #[arg(long, value_name = "DURATION")]
         lock_wait: Option<String>,
+        /// Write Prometheus text-format metrics of the run to FILE when it
+        /// ends, for node_exporter's textfile collector (replaced atomically;
+        /// name it *.prom in the collector's directory)
+        #[arg(long, value_name = "FILE")]
+        metrics: Option<PathBuf>,
     },
     /// Validate playbook and inventory; connects to nothing
     Check {

@@ -57,6 +57,7 @@ pub(super) fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
         check: false,
         resume: None,
         lock_wait: None,
+        metrics: None,
         exec: false,
     };
     let (code, record) = execute::execute(Playbook::load(&fleet.playbook)?, run)?;

@@ -12,6 +12,7 @@ use crate::events::{Event, EventSink, ExitCode};
 use crate::executor::{self, Control, ExecOptions};
 use crate::job::Job;
 use crate::output::junit::JunitReport;
+use crate::output::metrics::MetricsFile;
 use crate::output::report::{self, JsonReport};
 use crate::output::{
     self, Bars, ExecGrouped, Finisher, JsonLines, PlainLines, Reporter, SummaryTable,
@@ -31,6 +32,8 @@ pub(super) struct RunArgs<'a> {
     pub check: bool,
     pub resume: Option<&'a str>,
     pub lock_wait: Option<Duration>,
+    /// `--metrics FILE` (run only).
+    pub metrics: Option<&'a std::path::Path>,
     /// `fleetfix exec`: output grouped per node, no lock, no confirmation.
     pub exec: bool,
 }
@@ -52,8 +55,9 @@ pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<(ExitCode, RunR
         .unwrap_or_else(crate::transport::ssh::default_known_hosts_path);
     let known_hosts = Arc::new(KnownHosts::load(&kh_path)?);
     for (path, option) in [
-        (&args.outputs.report, "--report"),
-        (&args.outputs.junit, "--junit"),
+        (args.outputs.report.as_deref(), "--report"),
+        (args.outputs.junit.as_deref(), "--junit"),
+        (args.metrics, "--metrics"),
     ] {
         if let Some(p) = path {
             report::check_output_path(p, option)?;
@@ -107,6 +111,9 @@ pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<(ExitCode, RunR
         }
         if let Some(path) = &args.outputs.junit {
             finishers.push(Box::new(JunitReport::new(path.clone())));
+        }
+        if let Some(path) = args.metrics {
+            finishers.push(Box::new(MetricsFile::new(path.to_path_buf())));
         }
         // Only `--report` shows the output of steps that did not fail.
         let record = if args.outputs.report.is_some() {

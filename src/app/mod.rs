@@ -67,6 +67,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             check,
             resume,
             lock_wait,
+            metrics,
         } => {
             let pb = Playbook::load(&playbook)?;
             let lock_wait = lock_wait
@@ -80,6 +81,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 check,
                 resume: resume.as_deref(),
                 lock_wait,
+                metrics: metrics.as_deref(),
                 exec: false,
             };
             execute::execute(pb, args).map(|(code, _)| code)
@@ -105,6 +107,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 check: false,
                 resume: None,
                 lock_wait: None,
+                metrics: None,
                 exec: true,
             };
             execute::execute(pb, args).map(|(code, _)| code)

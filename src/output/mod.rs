@@ -1,13 +1,14 @@
 //! Writers that consume the event stream: live bars, plain lines, JSON
 //! Lines and grouped `exec` output; and the finishers that render the run's
 //! one [`RunRecord`] when it is over: the summary table, `--report`,
-//! `--junit` (and `fleetfix runs`, from a journal). They run on a thread of
+//! `--junit`, `--metrics` (and `fleetfix runs`, from a journal). They run on a thread of
 //! their own, so a slow terminal never holds the executor up; only the
 //! journal is written on the executor's thread (see [`EventSink`]).
 
 mod bars;
 mod json;
 pub(crate) mod junit;
+pub(crate) mod metrics;
 mod plain;
 pub(crate) mod report;
 pub(crate) mod runs;

@@ -15,6 +15,7 @@ mod fuzz;
 mod http;
 mod jump;
 mod kex;
+mod metrics;
 mod node_lock;
 mod reach;
 mod relay;
