@@ -58,6 +58,7 @@ pub(super) fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
         resume: None,
         lock_wait: None,
         exec: false,
+        web: None,
     };
     let (code, record) = execute::execute(Playbook::load(&fleet.playbook)?, run)?;
     let (code, line) = verdict.judge(&record, code);

@@ -45,7 +45,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         Command::Check { playbook, common } => inspect::check(&playbook, &common),
         Command::Plan { playbook, common } => inspect::plan(&playbook, &common),
         Command::Nodes { common } => inspect::nodes(&common),
-        Command::Runs { id, common } => inspect::runs(id.as_deref(), &common),
+        Command::Runs {
+            id,
+            html,
+            serve,
+            common,
+        } => inspect::runs(id.as_deref(), html.as_deref(), serve.as_deref(), &common),
         Command::Demo {
             nodes,
             fail,
@@ -67,6 +72,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             check,
             resume,
             lock_wait,
+            web,
         } => {
             let pb = Playbook::load(&playbook)?;
             let lock_wait = lock_wait
@@ -81,6 +87,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 resume: resume.as_deref(),
                 lock_wait,
                 exec: false,
+                web: Some(&web),
             };
             execute::execute(pb, args).map(|(code, _)| code)
         }
@@ -106,6 +113,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 resume: None,
                 lock_wait: None,
                 exec: true,
+                web: None,
             };
             execute::execute(pb, args).map(|(code, _)| code)
         }

@@ -305,6 +305,17 @@ pub(crate) fn render_list(runs: &[RunRecord]) -> String {
     render("list.html", ctx)
 }
 
+/// The policy a served page runs under: its own inline style and script
+/// (by hash) and its event stream; nothing else.
+pub(crate) fn content_security_policy() -> String {
+    use sha2::Digest;
+    let hash = data_encoding::BASE64.encode(&sha2::Sha256::digest(SCRIPT.as_bytes()));
+    format!(
+        "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{hash}'; \
+         connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+}
+
 /// Percent-encodes all but `[A-Za-z0-9._~-]`.
 pub(crate) fn url_path_segment(text: &str) -> String {
     let mut out = String::new();
