@@ -28,3 +28,4 @@ mod step_shell;
 mod steps;
 mod tty;
 mod upload;
+mod web;

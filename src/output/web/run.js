@@ -46,6 +46,18 @@
     });
     t.appendChild(tr);
   }
+  // The run is over: the page says so in place (the server may be gone).
+  function finished(sum) {
+    es.close();
+    document.body.dataset.live = '';
+    var words = { 0: 'ok', 1: 'failed', 3: 'stopped', 4: 'error', 5: 'drift', 6: 'unreachable' };
+    var word = words[sum.exit_code] || 'error';
+    var badge = document.getElementById('badge');
+    badge.textContent = word;
+    badge.className = 'badge s-' + ({ ok: 'ok', failed: 'failed', drift: 'changed', unreachable: 'unreachable' }[word] || 'not_run');
+    document.getElementById('result').textContent = word + ' (exit ' + sum.exit_code + ')' + (sum.stopped ? ', stopped: ' + sum.stopped : '');
+    document.getElementById('duration').textContent = ((sum.duration_ms || 0) / 1000).toFixed(1) + 's';
+  }
   var es = new EventSource(live + '?after=' + document.body.dataset.seq);
   es.addEventListener('reload', function () { es.close(); location.reload(); });
   es.onmessage = function (m) {
@@ -57,7 +69,7 @@
         setStatus(ev.node, ev.status); recount();
         if (ev.error && nodes[ev.node]) nodes[ev.node].querySelector('.nerr').textContent = ev.error;
         break;
-      case 'run_finished': es.close(); location.reload(); break;
+      case 'run_finished': finished(ev.summary || {}); break;
     }
   };
 })();
