@@ -178,7 +178,10 @@ pub(super) fn runs(
     let state = crate::support::state::state_dir();
     if let Some(addr) = serve {
         let bound = web::server::bind(addr, "--serve")?;
-        eprintln!("serving the journaled runs at {} (Ctrl-C ends)", bound.url());
+        eprintln!(
+            "serving the journaled runs at {} (Ctrl-C ends)",
+            bound.url()
+        );
         web::server::serve_until_interrupted(bound, web::server::Site::Journals(state)).map_err(
             |e| Error::Runtime {
                 message: format!("cannot serve the runs: {e}"),

@@ -167,7 +167,11 @@ impl RunRecord {
                 }
                 let n = self.node(&s.node.clone());
                 match n.attempts.last_mut() {
-                    Some(a) if a.end.is_none() && a.index == s.index && a.on_failure == s.on_failure => {
+                    Some(a)
+                        if a.end.is_none()
+                            && a.index == s.index
+                            && a.on_failure == s.on_failure =>
+                    {
                         a.end = Some(ev.ts);
                         a.status = Some(s.status);
                     }

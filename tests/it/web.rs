@@ -114,9 +114,10 @@ fn start_and_read_url(mut cmd: Command, what: &str) -> (Child, String) {
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("no `{what}` on stderr"));
+        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+            end(child);
+            panic!("no `{what}` on stderr");
+        };
         if line.contains(what) {
             return (child, line);
         }
@@ -132,7 +133,11 @@ fn url_in(line: &str) -> String {
 
 /// `host:port` of `http://host:port/…`.
 fn authority(url: &str) -> String {
-    url["http://".len()..].split('/').next().unwrap().to_string()
+    url["http://".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 fn end(mut child: Child) {
@@ -220,12 +225,22 @@ fn runs_html_is_one_offline_page_and_runs_serve_asks_off_loopback_for_its_token(
     assert!(!html.contains(SECRET));
     assert!(html.contains("token ******"), "masked stdout");
     assert!(!html.contains("<b>on</b>"), "stderr is escaped");
-    let dom = dump_dom_offline(&format!("file://{}", file.display()), &fleet.dir().join("chrome1"));
+    let dom = dump_dom_offline(
+        &format!("file://{}", file.display()),
+        &fleet.dir().join("chrome1"),
+    );
     assert!(dom.contains("<h1>web &lt;view&gt;"), "{dom}");
     for n in ["node1", "node2", "node3", "node4"] {
-        assert_eq!(dom.matches(&format!("data-node=\"{n}\"")).count(), 2, "{n} in {dom}");
+        assert_eq!(
+            dom.matches(&format!("data-node=\"{n}\"")).count(),
+            2,
+            "{n} in {dom}"
+        );
     }
-    assert!(dom.contains("class=\"s-failed\" title=\"node1: failed\""), "{dom}");
+    assert!(
+        dom.contains("class=\"s-failed\" title=\"node1: failed\""),
+        "{dom}"
+    );
     assert!(dom.contains("boom &lt;b&gt;on&lt;/b&gt; node1"), "{dom}");
     assert!(!dom.contains(SECRET));
 
@@ -244,7 +259,10 @@ fn runs_html_is_one_offline_page_and_runs_serve_asks_off_loopback_for_its_token(
     assert_eq!(get(&addr, "/?token=wrong", "").0, 401);
     let (status, head, body) = get(&addr, &format!("/?token={token}"), "");
     assert_eq!(status, 200, "{head}");
-    assert!(head.to_ascii_lowercase().contains("set-cookie: fleetfix_token="));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("set-cookie: fleetfix_token=")
+    );
     assert!(body.contains(&format!("href=\"runs/{id}\"")), "{body}");
     let cookie = format!("Cookie: fleetfix_token={token}\r\n");
     let (status, _, body) = get(&addr, &format!("/runs/{id}"), &cookie);
@@ -285,7 +303,10 @@ impl Driver {
             "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": chromium_flags(profile)}
         }}});
         let v = d.call("POST", "/session", &caps);
-        d.session = v["value"]["sessionId"].as_str().expect("a session").to_string();
+        d.session = v["value"]["sessionId"]
+            .as_str()
+            .expect("a session")
+            .to_string();
         d
     }
 
@@ -301,7 +322,10 @@ impl Driver {
             ),
             &body,
         );
-        let answer = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let answer = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             dechunk(&answer)
         } else {
             answer
@@ -422,10 +446,16 @@ fn run_serve_updates_the_page_live_and_streams_masked_events() {
             "var c = document.querySelector('#grid a[data-node=\"{n}\"]'); return c ? c.className : null"
         ))
     };
-    wait_for("node2 to finish on the page", Duration::from_secs(40), || {
-        cell("node2") == "s-changed"
-    });
-    assert_eq!(driver.js("return window.fleetfixMarker || 0"), 42, "the page reloaded");
+    wait_for(
+        "node2 to finish on the page",
+        Duration::from_secs(40),
+        || cell("node2") == "s-changed",
+    );
+    assert_eq!(
+        driver.js("return window.fleetfixMarker || 0"),
+        42,
+        "the page reloaded"
+    );
     assert_eq!(cell("node3"), "s-running", "node3 is still sleeping");
     assert_eq!(cell("node1"), "s-failed");
     // Clicking the failed node opens its details, stderr shown.
@@ -439,13 +469,18 @@ fn run_serve_updates_the_page_live_and_streams_masked_events() {
     assert!(text.contains("boom <b>on</b> node1 ******"), "{text}");
     let (status, head, page) = get(&addr, "/", "");
     assert_eq!(status, 200);
-    assert!(head.to_ascii_lowercase().contains("content-security-policy"));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-security-policy")
+    );
     assert!(!page.contains(SECRET));
 
     // The run ends: the page says so in place (the process ends with the run).
-    wait_for("the run to end on the page", Duration::from_secs(60), || {
-        cell("node3") == "s-changed"
-    });
+    wait_for(
+        "the run to end on the page",
+        Duration::from_secs(60),
+        || cell("node3") == "s-changed",
+    );
     wait_for("the final page", Duration::from_secs(20), || {
         driver
             .js("return document.body.dataset.live || ''")
@@ -453,12 +488,23 @@ fn run_serve_updates_the_page_live_and_streams_masked_events() {
             .is_some_and(str::is_empty)
     });
     let header = driver.js("return document.querySelector('table.kv').innerText");
-    assert!(header.as_str().unwrap_or_default().contains("exit 1"), "{header}");
+    assert!(
+        header.as_str().unwrap_or_default().contains("exit 1"),
+        "{header}"
+    );
 
     let (status, _, events) = stream.join().unwrap();
     assert_eq!(status, 200);
-    for kind in ["run_started", "step_finished", "node_finished", "run_finished"] {
-        assert!(events.contains(&format!("\"event\":\"{kind}\"")), "{kind} in {events}");
+    for kind in [
+        "run_started",
+        "step_finished",
+        "node_finished",
+        "run_finished",
+    ] {
+        assert!(
+            events.contains(&format!("\"event\":\"{kind}\"")),
+            "{kind} in {events}"
+        );
     }
     assert!(events.contains("boom <b>on</b> node1"), "{events}");
     assert!(!events.contains(SECRET), "{events}");

@@ -232,17 +232,17 @@ fn bars(n: &NodeRecord, start: Option<jiff::Timestamp>, end: Option<jiff::Timest
                 w: format!("{w:.1}"),
                 status,
                 on_failure: a.on_failure,
-                label: format!(
-                    "{kind}{}{retry}: {status}, {}",
-                    a.step,
-                    human_duration(ms)
-                ),
+                label: format!("{kind}{}{retry}: {status}, {}", a.step, human_duration(ms)),
             }
         })
         .collect()
 }
 
-fn node<'a>(n: &'a NodeRecord, span: (Option<jiff::Timestamp>, Option<jiff::Timestamp>), open: bool) -> Node<'a> {
+fn node<'a>(
+    n: &'a NodeRecord,
+    span: (Option<jiff::Timestamp>, Option<jiff::Timestamp>),
+    open: bool,
+) -> Node<'a> {
     let status = node_status(n);
     Node {
         name: &n.name,
@@ -251,7 +251,11 @@ fn node<'a>(n: &'a NodeRecord, span: (Option<jiff::Timestamp>, Option<jiff::Time
         error: n.error.as_deref(),
         open: open && status == "failed",
         bars: bars(n, span.0, span.1),
-        report: n.report.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+        report: n
+            .report
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect(),
         steps: n
             .steps
             .iter()
@@ -274,8 +278,16 @@ fn node<'a>(n: &'a NodeRecord, span: (Option<jiff::Timestamp>, Option<jiff::Time
 pub(crate) fn render_run(run: &RunRecord, opts: &PageOptions<'_>) -> String {
     let span = span(run);
     // A few failed nodes open by themselves; a thousand stay closed.
-    let failed = run.nodes.iter().filter(|n| n.status == Some(NodeStatus::Failed)).count();
-    let nodes: Vec<Node<'_>> = run.nodes.iter().map(|n| node(n, span, failed <= 10)).collect();
+    let failed = run
+        .nodes
+        .iter()
+        .filter(|n| n.status == Some(NodeStatus::Failed))
+        .count();
+    let nodes: Vec<Node<'_>> = run
+        .nodes
+        .iter()
+        .map(|n| node(n, span, failed <= 10))
+        .collect();
     let ctx = context! {
         run => Value::from_serialize(header(run, span.1)),
         nodes => Value::from_serialize(&nodes),
@@ -351,7 +363,10 @@ mod tests {
     use crate::events::{Event, EventSink, ExitCode, Stamped, StepResult, Summary};
 
     fn at(sec: i64, event: Event) -> Stamped {
-        Stamped::new(jiff::Timestamp::from_second(1_795_000_000 + sec).unwrap(), event)
+        Stamped::new(
+            jiff::Timestamp::from_second(1_795_000_000 + sec).unwrap(),
+            event,
+        )
     }
 
     fn step(node: &str, name: &str, status: StepStatus, attempt: u32, stderr: &str) -> Event {
@@ -399,13 +414,24 @@ mod tests {
                     on_failure: false,
                 },
             ));
-            let status = if fail { StepStatus::Failed } else { StepStatus::Changed };
-            evs.push(at(2, step(n, "pull", status, 1, "<script>alert(1)</script>")));
+            let status = if fail {
+                StepStatus::Failed
+            } else {
+                StepStatus::Changed
+            };
+            evs.push(at(
+                2,
+                step(n, "pull", status, 1, "<script>alert(1)</script>"),
+            ));
             evs.push(at(
                 3,
                 Event::NodeFinished {
                     node: n.clone(),
-                    status: if fail { NodeStatus::Failed } else { NodeStatus::Changed },
+                    status: if fail {
+                        NodeStatus::Failed
+                    } else {
+                        NodeStatus::Changed
+                    },
                     error: fail.then(|| "step `pull` failed".into()),
                     duration_ms: 2000,
                     report: Default::default(),

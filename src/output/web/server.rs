@@ -53,7 +53,9 @@ pub(crate) fn bind(addr: &str, option: &str) -> Result<Bound, Error> {
     let bad = |why: String| {
         Error::input(
             format!("{option} `{addr}`: {why}"),
-            format!("write e.g. {option} 127.0.0.1:8080 (loopback), or {option} 0.0.0.0:8080 (any address, with a token)"),
+            format!(
+                "write e.g. {option} 127.0.0.1:8080 (loopback), or {option} 0.0.0.0:8080 (any address, with a token)"
+            ),
         )
     };
     let text = if !addr.is_empty() && addr.bytes().all(|b| b.is_ascii_digit()) {
@@ -66,7 +68,8 @@ pub(crate) fn bind(addr: &str, option: &str) -> Result<Bound, Error> {
         .map_err(|e| bad(e.to_string()))?
         .next()
         .ok_or_else(|| bad("names no address".into()))?;
-    let listener = std::net::TcpListener::bind(sock).map_err(|e| bad(format!("cannot listen: {e}")))?;
+    let listener =
+        std::net::TcpListener::bind(sock).map_err(|e| bad(format!("cannot listen: {e}")))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| bad(e.to_string()))?;
@@ -326,7 +329,9 @@ async fn answer(req: Request<Incoming>, ctx: &Ctx) -> Response<ResBody> {
     let mut set_cookie = None;
     if let Some(token) = &ctx.token {
         if query_param(&req, "token").is_some_and(|t| same(t, token)) {
-            set_cookie = Some(format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"));
+            set_cookie = Some(format!(
+                "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+            ));
         } else if !cookie(&req, COOKIE).is_some_and(|t| same(t, token)) {
             return text(
                 StatusCode::UNAUTHORIZED,
@@ -346,7 +351,10 @@ async fn answer(req: Request<Incoming>, ctx: &Ctx) -> Response<ResBody> {
         );
     }
     let mut res = if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "405: this view is read-only\n");
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405: this view is read-only\n",
+        );
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         r
@@ -360,7 +368,10 @@ async fn answer(req: Request<Incoming>, ctx: &Ctx) -> Response<ResBody> {
         HeaderValue::from_static("nosniff"),
     );
     // The token is in the URL: never hand it on.
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if let Some(c) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
         h.insert(header::SET_COOKIE, c);
@@ -400,24 +411,29 @@ async fn route(req: &Request<Incoming>, ctx: &Ctx) -> Response<ResBody> {
             let state = state.clone();
             blocking(move || match record::list(&state) {
                 Ok(runs) => html(page::render_list(&runs)),
-                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{}\n", e.render())),
+                Err(e) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("{}\n", e.render()),
+                ),
             })
             .await
         }
         (Site::Journals(state), p) if p.starts_with("/runs/") => {
             let id = percent_decode(&p["/runs/".len()..]);
             let state = state.clone();
-            blocking(move || match id.as_deref().map(|id| record::load(&state, id)) {
-                Some(Ok(run)) => html(page::render_run(
-                    &run,
-                    &PageOptions {
-                        live: None,
-                        seq: 0,
-                        back: Some("../"),
-                    },
-                )),
-                _ => text(StatusCode::NOT_FOUND, "404: no such run\n"),
-            })
+            blocking(
+                move || match id.as_deref().map(|id| record::load(&state, id)) {
+                    Some(Ok(run)) => html(page::render_run(
+                        &run,
+                        &PageOptions {
+                            live: None,
+                            seq: 0,
+                            back: Some("../"),
+                        },
+                    )),
+                    _ => text(StatusCode::NOT_FOUND, "404: no such run\n"),
+                },
+            )
             .await
         }
         _ => text(StatusCode::NOT_FOUND, "404: not found\n"),
@@ -508,7 +524,11 @@ fn events(live: &Live, after: Option<u64>) -> Response<ResBody> {
         }
         (rx, Some(missed)) => {
             tokio::spawn(async move {
-                if tx.send(Bytes::from_static(b"retry: 2000\n\n")).await.is_err() {
+                if tx
+                    .send(Bytes::from_static(b"retry: 2000\n\n"))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 let mut after = after;
@@ -561,10 +581,22 @@ mod tests {
 
     #[test]
     fn loopback_names() {
-        for h in ["localhost", "localhost:8080", "127.0.0.1:80", "[::1]:9", "127.1.2.3"] {
+        for h in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:80",
+            "[::1]:9",
+            "127.1.2.3",
+        ] {
             assert!(loopback_host(h), "{h}");
         }
-        for h in ["", "evil.example:8080", "10.0.0.1", "[fe80::1]:80", "localhost.evil"] {
+        for h in [
+            "",
+            "evil.example:8080",
+            "10.0.0.1",
+            "[fe80::1]:80",
+            "localhost.evil",
+        ] {
             assert!(!loopback_host(h), "{h}");
         }
     }
