@@ -41,6 +41,8 @@ pub enum Command {
         /// name it *.prom in the collector's directory)
         #[arg(long, value_name = "FILE")]
         metrics: Option<PathBuf>,
+        #[command(flatten)]
+        web: RunWeb,
     },
     /// Validate playbook and inventory; connects to nothing
     Check {
@@ -98,9 +100,31 @@ pub enum Command {
     Runs {
         /// A run id (or a unique prefix of one)
         id: Option<String>,
+        /// Write the run's page to FILE: one self-contained HTML file (needs ID)
+        #[arg(long, value_name = "FILE", requires = "id", conflicts_with = "serve")]
+        html: Option<PathBuf>,
+        /// Serve the journaled runs as read-only web pages until Ctrl-C, on
+        /// HOST:PORT or PORT (loopback); any non-loopback address asks for
+        /// a token, printed once in the URL on stderr
+        #[arg(long, value_name = "ADDR", conflicts_with = "id")]
+        serve: Option<String>,
         #[command(flatten)]
         common: Common,
     },
+}
+
+/// The live web view of a run.
+#[derive(Debug, Args, Clone)]
+pub struct RunWeb {
+    /// Serve a live, read-only web view of this run on HOST:PORT or PORT
+    /// (loopback); any non-loopback address asks for a token, printed once
+    /// in the URL on stderr
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<String>,
+    /// With --serve: once the run is over, keep serving its page until
+    /// Ctrl-C (the exit code is still the run's)
+    #[arg(long, requires = "serve")]
+    pub serve_linger: bool,
 }
 
 /// Files written at the end of a run, and the confirmation.

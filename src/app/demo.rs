@@ -59,6 +59,7 @@ pub(super) fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
         lock_wait: None,
         metrics: None,
         exec: false,
+        web: None,
     };
     let (code, record) = execute::execute(Playbook::load(&fleet.playbook)?, run)?;
     let (code, line) = verdict.judge(&record, code);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::prepare;
-use crate::app::cli::{Common, Connection, OutputFormat, Outputs, Progress};
+use crate::app::cli::{Common, Connection, OutputFormat, Outputs, Progress, RunWeb};
 use crate::config::playbook::Playbook;
 use crate::events::{Event, EventSink, ExitCode};
 use crate::executor::{self, Control, ExecOptions};
@@ -36,6 +36,8 @@ pub(super) struct RunArgs<'a> {
     pub metrics: Option<&'a std::path::Path>,
     /// `fleetfix exec`: output grouped per node, no lock, no confirmation.
     pub exec: bool,
+    /// `--serve` and `--serve-linger` (run only).
+    pub web: Option<&'a RunWeb>,
 }
 
 /// `run` and `exec`: lock, confirm, connect, execute, report; the exit
@@ -84,6 +86,11 @@ pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<(ExitCode, RunR
     if let Some(lock) = &_lock {
         tracing::debug!("holding the lock {}", lock.path().display());
     }
+    // Listening is checked before anything runs: a taken port is bad input.
+    let serve = match args.web.and_then(|w| w.serve.as_deref()) {
+        Some(addr) => Some(output::web::server::bind(addr, "--serve")?),
+        None => None,
+    };
     if !confirmed(&job, &args)? {
         eprintln!("aborted: nothing was run");
         return Ok((ExitCode::Stopped, RunRecord::new()));
@@ -105,7 +112,18 @@ pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<(ExitCode, RunR
         let inline: Vec<Box<dyn Reporter>> = vec![Box::new(journal)];
         // The run's one record, fed on the writer thread; the finishers
         // (summary, reports) render it once the run is over.
-        let (streams, mut finishers) = reporters(&job, args.common, args.exec);
+        let (mut streams, mut finishers) = reporters(&job, args.common, args.exec);
+        if let Some(bound) = serve {
+            let (live, feed) = output::web::server::live();
+            streams.push(Box::new(feed));
+            let url = bound.url();
+            output::web::server::spawn(bound, output::web::server::Site::Live(live)).map_err(
+                |e| Error::Runtime {
+                    message: format!("cannot start the web view: {e}"),
+                },
+            )?;
+            eprintln!("serving this run at {url}");
+        }
         if let Some(path) = &args.outputs.report {
             finishers.push(Box::new(JsonReport::new(path.clone())));
         }
@@ -137,6 +155,10 @@ pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<(ExitCode, RunR
         signals.abort();
         let _ = signals.await;
         let record = writers.finish();
+        if args.web.is_some_and(|w| w.serve_linger) {
+            eprintln!("the run is over; still serving its page (--serve-linger) until Ctrl-C");
+            output::web::server::interrupted().await;
+        }
         Ok((summary.exit_code, record))
     })
 }

@@ -10,6 +10,7 @@ use crate::events::ExitCode;
 use crate::job::action::Action;
 use crate::job::{Job, StepRef};
 use crate::output::runs::{render_detail, render_list};
+use crate::output::web;
 use crate::record;
 use crate::support::error::Error;
 
@@ -168,11 +169,39 @@ pub(super) fn nodes(common: &Common) -> Result<ExitCode, Error> {
     Ok(ExitCode::Ok)
 }
 
-pub(super) fn runs(id: Option<&str>, _common: &Common) -> Result<ExitCode, Error> {
+pub(super) fn runs(
+    id: Option<&str>,
+    html: Option<&Path>,
+    serve: Option<&str>,
+    _common: &Common,
+) -> Result<ExitCode, Error> {
     let state = crate::support::state::state_dir();
-    match id {
-        None => crate::output::print(&render_list(&record::list(&state)?)),
-        Some(id) => crate::output::print(&render_detail(&record::load(&state, id)?)),
+    if let Some(addr) = serve {
+        let bound = web::server::bind(addr, "--serve")?;
+        eprintln!(
+            "serving the journaled runs at {} (Ctrl-C ends)",
+            bound.url()
+        );
+        web::server::serve_until_interrupted(bound, web::server::Site::Journals(state)).map_err(
+            |e| Error::Runtime {
+                message: format!("cannot serve the runs: {e}"),
+            },
+        )?;
+        return Ok(ExitCode::Ok);
+    }
+    match (id, html) {
+        (Some(id), Some(path)) => {
+            crate::output::report::check_output_path(path, "--html")?;
+            let run = record::load(&state, id)?;
+            let page = web::page::render_run(&run, &web::page::PageOptions::default());
+            crate::output::report::write_atomic(path, page.as_bytes()).map_err(|e| {
+                Error::Runtime {
+                    message: format!("cannot write --html {}: {e}", path.display()),
+                }
+            })?;
+        }
+        (None, _) => crate::output::print(&render_list(&record::list(&state)?)),
+        (Some(id), None) => crate::output::print(&render_detail(&record::load(&state, id)?)),
     }
     Ok(ExitCode::Ok)
 }

@@ -212,7 +212,7 @@ fn same_file(file: &File, path: &Path) -> bool {
 fn write_holder(mut file: &File, run_id: &str) -> std::io::Result<()> {
     let holder = Holder {
         pid: Some(std::process::id()),
-        user: Some(current_user()),
+        user: Some(crate::support::runner::user()),
         started: Some(
             jiff::Timestamp::now()
                 .strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -240,20 +240,6 @@ fn read_holder(path: &Path) -> Holder {
     Holder::default()
 }
 
-/// `$USER`, else `$LOGNAME`, else `uid N`.
-fn current_user() -> String {
-    ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .or_else(|| {
-            // Our own /proc entry is owned by our uid; no extra crate feature.
-            std::fs::metadata("/proc/self")
-                .ok()
-                .map(|m| format!("uid {}", m.uid()))
-        })
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
 /// The lock a run of `playbook` takes on each node it may change, held by
 /// the node's step shell for as long as its connection lives: the same
 /// file for every runner and user of the node. `{node}` in its name stands
@@ -264,16 +250,13 @@ pub(crate) fn node_lock(
     run_id: &str,
     wait: Option<Duration>,
 ) -> crate::transport::ssh::NodeLock {
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown".into());
+    let host = crate::support::runner::host();
     let started = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
     crate::transport::ssh::NodeLock {
         file: format!("fleetfix-{}.{{node}}.lock", sanitize(playbook)),
         holder: format!(
             "run {run_id}, user {}, runner host {host}, started {started}",
-            current_user()
+            crate::support::runner::user()
         ),
         // A wait of a fraction of a second is still a wait.
         wait_secs: wait.map(|w| w.as_secs_f64().ceil() as u64),

@@ -45,7 +45,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         Command::Check { playbook, common } => inspect::check(&playbook, &common),
         Command::Plan { playbook, common } => inspect::plan(&playbook, &common),
         Command::Nodes { common } => inspect::nodes(&common),
-        Command::Runs { id, common } => inspect::runs(id.as_deref(), &common),
+        Command::Runs {
+            id,
+            html,
+            serve,
+            common,
+        } => inspect::runs(id.as_deref(), html.as_deref(), serve.as_deref(), &common),
         Command::Demo {
             nodes,
             fail,
@@ -68,6 +73,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             resume,
             lock_wait,
             metrics,
+            web,
         } => {
             let pb = Playbook::load(&playbook)?;
             let lock_wait = lock_wait
@@ -83,6 +89,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 lock_wait,
                 metrics: metrics.as_deref(),
                 exec: false,
+                web: Some(&web),
             };
             execute::execute(pb, args).map(|(code, _)| code)
         }
@@ -109,6 +116,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 lock_wait: None,
                 metrics: None,
                 exec: true,
+                web: None,
             };
             execute::execute(pb, args).map(|(code, _)| code)
         }

@@ -280,6 +280,11 @@ pub(crate) enum Event {
         batches: Vec<usize>,
         #[serde(default)]
         check: bool,
+        /// Who ran it, on which runner machine (older journals lack them).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        user: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        host: String,
     },
     BatchStarted {
         batch: usize,
@@ -501,6 +506,8 @@ mod tests {
                 nodes: vec!["dfw1".into(), "ord1".into()],
                 batches: vec![1, 1],
                 check: false,
+                user: String::new(),
+                host: String::new(),
             },
             Event::BatchStarted {
                 batch: 1,

@@ -162,6 +162,8 @@ pub(crate) async fn run<C: Connector>(
         nodes: job.nodes.iter().map(|n| n.name.clone()).collect(),
         batches: sizes.clone(),
         check: shared.opts.check,
+        user: crate::support::runner::user(),
+        host: crate::support::runner::host(),
     });
     let mut summary = Summary {
         check: shared.opts.check,

@@ -251,6 +251,8 @@ mod tests {
                 nodes: vec!["a".into()],
                 batches: vec![1],
                 check: true,
+                user: String::new(),
+                host: String::new(),
             },
             step("a", "inspect", StepStatus::Ok, false, None),
             step("a", "pull", StepStatus::WouldRun, false, None),

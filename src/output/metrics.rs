@@ -61,11 +61,16 @@ pub(crate) fn render(run: &RunRecord) -> Option<String> {
 
     out.family(
         "fleetfix_last_run_info",
-        "The last run of the playbook: its run id (the journal's name).",
+        "The last run of the playbook: its run id (the journal's name), who ran it and on which runner host.",
     );
     out.sample(
         "fleetfix_last_run_info",
-        &[("playbook", playbook), ("run_id", &run.id)],
+        &[
+            ("playbook", playbook),
+            ("run_id", &run.id),
+            ("user", &run.user),
+            ("host", &run.host),
+        ],
         1,
     );
     out.family(
@@ -226,7 +231,7 @@ mod tests {
         assert_eq!(
             value(
                 &text,
-                r#"fleetfix_last_run_info{playbook="relay-rollout",run_id="20261126T101500Z-3fa2"}"#
+                r#"fleetfix_last_run_info{playbook="relay-rollout",run_id="20261126T101500Z-3fa2",user="ops",host="runner1"}"#
             ),
             "1"
         );
@@ -310,6 +315,8 @@ mod tests {
                 nodes: vec!["in-sync".into(), "drifted".into()],
                 batches: vec![2],
                 check: true,
+                user: "ops".into(),
+                host: "runner1".into(),
             },
             step("in-sync", "image", StepStatus::Ok, false, None),
             step("in-sync", "swap", StepStatus::WouldSkip, false, None),
@@ -376,6 +383,8 @@ mod tests {
                 nodes: vec!["n\"1\\\n".into()],
                 batches: vec![1],
                 check: false,
+                user: "ops".into(),
+                host: "runner1".into(),
             },
             done("n\"1\\\n", NodeStatus::Ok, None),
         ]);
@@ -405,6 +414,8 @@ mod tests {
             nodes: vec!["a".into()],
             batches: vec![1],
             check: false,
+            user: "ops".into(),
+            host: "runner1".into(),
         }]);
         let text = render(&run).unwrap();
         assert!(!text.contains("fleetfix_last_run_exit_code"), "{text}");

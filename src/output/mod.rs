@@ -13,6 +13,7 @@ mod plain;
 pub(crate) mod report;
 pub(crate) mod runs;
 pub(crate) mod summary;
+pub(crate) mod web;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;

@@ -218,6 +218,8 @@ pub(crate) mod tests {
                 nodes: vec!["b".into(), "a".into(), "c".into(), "d".into()],
                 batches: vec![1, 3],
                 check: false,
+                user: "ops".into(),
+                host: "runner1".into(),
             },
             Event::BatchStarted {
                 batch: 1,

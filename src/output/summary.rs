@@ -326,6 +326,8 @@ mod tests {
                 nodes: vec![node_name.into(), "dfw2".into(), "ord1".into()],
                 batches: vec![3],
                 check: false,
+                user: String::new(),
+                host: String::new(),
             },
             step(node_name, "pull image", StepStatus::Changed, Some(0), ""),
             step(node_name, "inspect", StepStatus::Ok, Some(0), ""),

@@ -304,6 +304,8 @@ pub(crate) mod tests {
             nodes: nodes.iter().map(|&n| n.into()).collect(),
             batches: vec![1, nodes.len().saturating_sub(1)],
             check,
+            user: String::new(),
+            host: String::new(),
         }
     }
 

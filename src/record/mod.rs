@@ -34,6 +34,9 @@ pub(crate) struct RunRecord {
     /// `None`: no `run_finished` — the run is still going or crashed.
     pub finished: Option<jiff::Timestamp>,
     pub check: bool,
+    /// Who ran it and on which runner machine; empty from older journals.
+    pub user: String,
+    pub host: String,
     /// Batch sizes, in order.
     pub batches: Vec<usize>,
     /// How many nodes `run_started` selected.
@@ -64,6 +67,30 @@ pub(crate) struct NodeRecord {
     /// Captured `report_vars`.
     pub report: BTreeMap<String, String>,
     pub steps: Vec<StepResult>,
+    /// When `node_started` happened.
+    pub started: Option<jiff::Timestamp>,
+    /// When `node_finished` happened.
+    pub finished: Option<jiff::Timestamp>,
+    /// Every attempt of every step in the order they began, with their
+    /// times: the node's timeline.
+    pub attempts: Vec<Attempt>,
+}
+
+/// One attempt of a step on a node: from its `step_started` to the next
+/// attempt's start (a retry, so this one failed) or its `step_finished`.
+/// A step that never started (skipped by its guard) spans its own
+/// duration before its `step_finished`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Attempt {
+    pub step: String,
+    pub index: usize,
+    pub attempt: u32,
+    pub on_failure: bool,
+    pub start: jiff::Timestamp,
+    /// `None` while it runs.
+    pub end: Option<jiff::Timestamp>,
+    /// `None` while it runs; `failed` for an attempt that was retried.
+    pub status: Option<StepStatus>,
 }
 
 /// A `[[gate]]` result.
@@ -86,6 +113,9 @@ impl NodeRecord {
             duration_ms: None,
             report: BTreeMap::new(),
             steps: Vec::new(),
+            started: None,
+            finished: None,
+            attempts: Vec::new(),
         }
     }
 }
@@ -113,8 +143,12 @@ impl RunRecord {
                 nodes,
                 batches,
                 check,
+                user,
+                host,
             } => {
                 self.id = run_id.clone();
+                self.user = user.clone();
+                self.host = host.clone();
                 self.playbook = playbook.clone();
                 self.started = Some(ev.ts);
                 self.check = *check;
@@ -131,7 +165,33 @@ impl RunRecord {
                     s.stdout = String::new();
                     s.stderr = String::new();
                 }
-                self.node(&s.node.clone()).steps.push(s);
+                let n = self.node(&s.node.clone());
+                match n.attempts.last_mut() {
+                    Some(a)
+                        if a.end.is_none()
+                            && a.index == s.index
+                            && a.on_failure == s.on_failure =>
+                    {
+                        a.end = Some(ev.ts);
+                        a.status = Some(s.status);
+                    }
+                    _ => {
+                        let start = ev
+                            .ts
+                            .checked_sub(jiff::SignedDuration::from_millis(s.duration_ms as i64))
+                            .unwrap_or(ev.ts);
+                        n.attempts.push(Attempt {
+                            step: s.step.clone(),
+                            index: s.index,
+                            attempt: s.attempt,
+                            on_failure: s.on_failure,
+                            start,
+                            end: Some(ev.ts),
+                            status: Some(s.status),
+                        });
+                    }
+                }
+                n.steps.push(s);
             }
             Event::NodeFinished {
                 node,
@@ -141,6 +201,7 @@ impl RunRecord {
                 report,
             } => {
                 let n = self.node(node);
+                n.finished = Some(ev.ts);
                 n.status = Some(*status);
                 n.error = error.clone();
                 n.duration_ms = Some(*duration_ms);
@@ -165,9 +226,34 @@ impl RunRecord {
                 self.finished = Some(ev.ts);
                 self.summary = Some(summary.clone());
             }
+            Event::NodeStarted { node } => self.node(node).started = Some(ev.ts),
+            Event::StepStarted {
+                node,
+                step,
+                index,
+                attempt,
+                on_failure,
+                ..
+            } => {
+                let n = self.node(node);
+                // The attempt before, still open, was retried: it failed.
+                if let Some(a) = n.attempts.last_mut()
+                    && a.end.is_none()
+                {
+                    a.end = Some(ev.ts);
+                    a.status = Some(StepStatus::Failed);
+                }
+                n.attempts.push(Attempt {
+                    step: step.clone(),
+                    index: *index,
+                    attempt: *attempt,
+                    on_failure: *on_failure,
+                    start: ev.ts,
+                    end: None,
+                    status: None,
+                });
+            }
             Event::BatchStarted { .. }
-            | Event::NodeStarted { .. }
-            | Event::StepStarted { .. }
             | Event::BatchFinished { .. }
             | Event::Interrupted { .. } => {}
         }

@@ -5,5 +5,6 @@ pub(crate) mod exit;
 pub(crate) mod heap;
 pub(crate) mod limits;
 pub(crate) mod quote;
+pub(crate) mod runner;
 pub(crate) mod state;
 pub(crate) mod text;

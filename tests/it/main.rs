@@ -29,3 +29,4 @@ mod step_shell;
 mod steps;
 mod tty;
 mod upload;
+mod web;
