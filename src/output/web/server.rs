@@ -122,7 +122,9 @@ struct LiveState {
     /// Events applied so far; each stream message carries its number.
     seq: u64,
     /// `None` once the run is over.
-    tx: Option<broadcast::Sender<Message>>,
+    tx: Option<broadcast::Sender<Batch>>,
+    /// Messages of the burst under way, sent together when it ends.
+    pending: Vec<Message>,
     /// The last [`BACKLOG`] messages: a page that connects a little after
     /// it was rendered gets what it missed from here.
     recent: std::collections::VecDeque<Message>,
@@ -130,6 +132,10 @@ struct LiveState {
 
 /// An event's number and its JSON line.
 type Message = Arc<(u64, Bytes)>;
+
+/// The messages of one burst of events: streams wake and write once per
+/// burst, not once per event (a busy run has thousands a second).
+type Batch = Arc<Vec<Message>>;
 
 /// A live run's view, and the reporter that feeds it (threaded, on the
 /// writers' thread).
@@ -140,6 +146,7 @@ pub(crate) fn live() -> (Arc<Live>, LiveFeed) {
             record: RunRecord::new(),
             seq: 0,
             tx: Some(tx),
+            pending: Vec::new(),
             recent: std::collections::VecDeque::new(),
         }),
     });
@@ -168,15 +175,34 @@ impl Reporter for LiveFeed {
             st.recent.pop_front();
         }
         st.recent.push_back(msg.clone());
-        if let Some(tx) = &st.tx {
-            // No subscriber is no error: nobody is watching.
-            let _ = tx.send(msg);
+        if st.tx.is_some() {
+            st.pending.push(msg);
         }
+    }
+
+    fn idle(&mut self) {
+        self.0.lock().flush();
     }
 
     fn finish(&mut self) {
         // Streams end once they have sent what is left.
-        self.0.lock().tx = None;
+        let mut st = self.0.lock();
+        st.flush();
+        st.tx = None;
+    }
+}
+
+impl LiveState {
+    /// Sends the burst's messages to the streams.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let batch = Arc::new(std::mem::take(&mut self.pending));
+        if let Some(tx) = &self.tx {
+            // No subscriber is no error: nobody is watching.
+            let _ = tx.send(batch);
+        }
     }
 }
 
@@ -552,8 +578,19 @@ fn events(live: &Live, after: Option<u64>) -> Response<ResBody> {
                         }
                     };
                     let frame = match msg {
-                        Ok(m) if m.0 <= after => continue,
-                        Ok(m) => frame(&m),
+                        Ok(batch) => {
+                            let mut out = Vec::new();
+                            for m in batch.iter() {
+                                if m.0 > after {
+                                    after = m.0;
+                                    out.extend_from_slice(&frame(m));
+                                }
+                            }
+                            if out.is_empty() {
+                                continue;
+                            }
+                            Bytes::from(out)
+                        }
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             let _ = tx.send(Bytes::from_static(RELOAD)).await;
                             return;
