@@ -32,8 +32,15 @@ use crate::events::{Reporter, Stamped};
 use crate::record::{self, RunRecord};
 use crate::support::error::Error;
 
-/// Events a page's stream may fall behind by before it must reload.
+/// Bursts of events a page's stream may fall behind by before it must
+/// reload.
 const BACKLOG: usize = 1024;
+/// Bytes of past events kept for pages that connect after they were
+/// rendered. A large page takes a while to load, and a busy run has
+/// thousands of events meanwhile; a page that missed more must reload,
+/// and a reload renders the whole run again, so enough is kept for a
+/// 1,000-node run (~1.5 MB of events) many times over.
+const RECENT_BYTES: usize = 32 << 20;
 /// Connections served at once; more wait in the kernel's queue.
 const MAX_CONNECTIONS: usize = 256;
 const COOKIE: &str = "fleetfix_token";
@@ -125,9 +132,11 @@ struct LiveState {
     tx: Option<broadcast::Sender<Batch>>,
     /// Messages of the burst under way, sent together when it ends.
     pending: Vec<Message>,
-    /// The last [`BACKLOG`] messages: a page that connects a little after
+    /// Up to [`RECENT_BYTES`] of the last messages: a page that connects a little after
     /// it was rendered gets what it missed from here.
     recent: std::collections::VecDeque<Message>,
+    /// The bytes of `recent`.
+    recent_bytes: usize,
 }
 
 /// An event's number and its JSON line.
@@ -148,6 +157,7 @@ pub(crate) fn live() -> (Arc<Live>, LiveFeed) {
             tx: Some(tx),
             pending: Vec::new(),
             recent: std::collections::VecDeque::new(),
+            recent_bytes: 0,
         }),
     });
     (live.clone(), LiveFeed(live))
@@ -171,10 +181,14 @@ impl Reporter for LiveFeed {
         let line = ev.json_line();
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let msg = Arc::new((seq, Bytes::copy_from_slice(line)));
-        if st.recent.len() == BACKLOG {
-            st.recent.pop_front();
-        }
+        st.recent_bytes += msg.1.len();
         st.recent.push_back(msg.clone());
+        while st.recent_bytes > RECENT_BYTES {
+            match st.recent.pop_front() {
+                Some(old) => st.recent_bytes -= old.1.len(),
+                None => break,
+            }
+        }
         if st.tx.is_some() {
             st.pending.push(msg);
         }
