@@ -74,42 +74,47 @@ pub(crate) fn spawn(
 ) -> (EventSink, Writers) {
     let inline: Inline = Arc::new(std::sync::Mutex::new(inline));
     let (sink, mut rx) = EventSink::channel(masker, inline.clone());
-    let thread = std::thread::spawn(move || {
-        let mut feed = |reporters: &mut Vec<Box<dyn Reporter>>, ev: Arc<Stamped>| {
-            record.apply(&ev);
-            for r in reporters.iter_mut() {
-                r.event(&ev);
-            }
-        };
-        'run: while let Some(ev) = rx.blocking_recv() {
-            feed(&mut threaded, ev);
-            loop {
+    // Named, so a profile (or `top -H`) tells its cost from the executor's.
+    let thread = std::thread::Builder::new()
+        .name("fleetfix-writer".into())
+        .spawn(move || {
+            let mut feed = |reporters: &mut Vec<Box<dyn Reporter>>, ev: Arc<Stamped>| {
+                record.apply(&ev);
+                for r in reporters.iter_mut() {
+                    r.event(&ev);
+                }
+            };
+            'run: while let Some(ev) = rx.blocking_recv() {
+                feed(&mut threaded, ev);
                 loop {
-                    match rx.try_recv() {
-                        Ok(ev) => feed(&mut threaded, ev),
-                        Err(mpsc::error::TryRecvError::Empty) => break,
-                        Err(mpsc::error::TryRecvError::Disconnected) => break 'run,
+                    loop {
+                        match rx.try_recv() {
+                            Ok(ev) => feed(&mut threaded, ev),
+                            Err(mpsc::error::TryRecvError::Empty) => break,
+                            Err(mpsc::error::TryRecvError::Disconnected) => break 'run,
+                        }
+                    }
+                    for r in threaded.iter_mut() {
+                        r.idle();
+                    }
+                    // While this thread sleeps it is not parked on the channel,
+                    // so sending costs the executor no wake-up.
+                    std::thread::sleep(GATHER);
+                    if rx.is_empty() {
+                        break;
                     }
                 }
-                for r in threaded.iter_mut() {
-                    r.idle();
-                }
-                // While this thread sleeps it is not parked on the channel,
-                // so sending costs the executor no wake-up.
-                std::thread::sleep(GATHER);
-                if rx.is_empty() {
-                    break;
-                }
             }
-        }
-        for r in threaded.iter_mut() {
-            r.finish();
-        }
-        for f in finishers.iter_mut() {
-            f.finish(&record);
-        }
-        record
-    });
+            for r in threaded.iter_mut() {
+                r.finish();
+            }
+            for f in finishers.iter_mut() {
+                f.finish(&record);
+            }
+            record
+        })
+        // As `std::thread::spawn` does: without a thread there is no run.
+        .expect("cannot start the writer thread");
     (sink, Writers { thread, inline })
 }
 
