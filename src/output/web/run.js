@@ -17,17 +17,26 @@
   if (location.hash.length > 1) openNode(location.hash.slice(1));
   var live = document.body.dataset.live;
   if (!live || !window.EventSource) return;
+  // Counts per status, kept as nodes change (not recounted over the grid:
+  // a 1,000-node run sends thousands of events, each would walk it).
+  var counts = {}, countEls = {};
+  Object.keys(cells).forEach(function (k) { var s = cells[k].className.slice(2); counts[s] = (counts[s] || 0) + 1; });
+  document.querySelectorAll('#counts [data-status]').forEach(function (e) { countEls[e.dataset.status] = e; });
+  function showCount(st) {
+    var e = countEls[st];
+    if (e) e.textContent = (counts[st] || 0) + ' ' + st;
+  }
   function setStatus(name, st) {
     var c = cells[name], d = nodes[name];
-    if (c) { c.className = 's-' + st; c.title = name + ': ' + st; }
+    if (c) {
+      var was = c.className.slice(2);
+      if (was !== st) {
+        counts[was] = (counts[was] || 1) - 1; showCount(was);
+        counts[st] = (counts[st] || 0) + 1; showCount(st);
+      }
+      c.className = 's-' + st; c.title = name + ': ' + st;
+    }
     if (d) { d.querySelector('.dot').className = 'dot s-' + st; d.querySelector('.st').textContent = st; }
-  }
-  function recount() {
-    var n = {};
-    Object.keys(cells).forEach(function (k) { var s = cells[k].className.slice(2); n[s] = (n[s] || 0) + 1; });
-    document.querySelectorAll('#counts [data-status]').forEach(function (e) {
-      e.textContent = (n[e.dataset.status] || 0) + ' ' + e.dataset.status;
-    });
   }
   function cell(tr, text) { var td = document.createElement('td'); td.textContent = text; tr.appendChild(td); return td; }
   function addStep(s) {
@@ -63,10 +72,10 @@
   es.onmessage = function (m) {
     var ev = JSON.parse(m.data);
     switch (ev.event) {
-      case 'node_started': setStatus(ev.node, 'running'); recount(); break;
+      case 'node_started': setStatus(ev.node, 'running'); break;
       case 'step_finished': addStep(ev); break;
       case 'node_finished':
-        setStatus(ev.node, ev.status); recount();
+        setStatus(ev.node, ev.status);
         if (ev.error && nodes[ev.node]) nodes[ev.node].querySelector('.nerr').textContent = ev.error;
         break;
       case 'run_finished': finished(ev.summary || {}); break;
