@@ -334,7 +334,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let held = acquire(dir.path(), "p", "run-1", None).unwrap();
         drop(held);
-        let again = acquire(dir.path(), "p", "run-2", None).unwrap();
+        // A wait, not none: a child another test forks at this moment
+        // shares the lock's open file until its exec closes it (CLOEXEC).
+        let again = acquire(dir.path(), "p", "run-2", Some(Duration::from_secs(10))).unwrap();
         let text = std::fs::read_to_string(again.path()).unwrap();
         assert!(text.contains("run-2"), "{text}");
     }
