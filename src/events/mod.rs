@@ -36,6 +36,15 @@ pub(crate) enum NodeStatus {
 }
 
 impl NodeStatus {
+    /// Every node status of SPEC section 6.
+    pub(crate) const ALL: [NodeStatus; 5] = [
+        NodeStatus::Ok,
+        NodeStatus::Changed,
+        NodeStatus::Failed,
+        NodeStatus::Unreachable,
+        NodeStatus::NotRun,
+    ];
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             NodeStatus::Ok => "ok",
@@ -106,6 +115,17 @@ impl NodeCounts {
             NodeStatus::Failed => self.failed += 1,
             NodeStatus::Unreachable => self.unreachable += 1,
             NodeStatus::NotRun => self.not_run += 1,
+        }
+    }
+
+    /// The count of one status.
+    pub(crate) fn get(&self, status: NodeStatus) -> usize {
+        match status {
+            NodeStatus::Ok => self.ok,
+            NodeStatus::Changed => self.changed,
+            NodeStatus::Failed => self.failed,
+            NodeStatus::Unreachable => self.unreachable,
+            NodeStatus::NotRun => self.not_run,
         }
     }
 

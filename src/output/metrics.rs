@@ -14,15 +14,6 @@ use super::report::write_atomic;
 use crate::events::{NodeCounts, NodeStatus, StepStatus};
 use crate::record::RunRecord;
 
-/// Every node status of SPEC section 6, in the order the series are written.
-const STATUSES: [NodeStatus; 5] = [
-    NodeStatus::Ok,
-    NodeStatus::Changed,
-    NodeStatus::Failed,
-    NodeStatus::Unreachable,
-    NodeStatus::NotRun,
-];
-
 /// Writes the run's record as Prometheus metrics when the run is over.
 pub(crate) struct MetricsFile {
     path: PathBuf,
@@ -110,18 +101,11 @@ pub(crate) fn render(run: &RunRecord) -> Option<String> {
         "fleetfix_last_run_nodes",
         "Nodes of the last run by final status.",
     );
-    for status in STATUSES {
-        let count = match status {
-            NodeStatus::Ok => counts.ok,
-            NodeStatus::Changed => counts.changed,
-            NodeStatus::Failed => counts.failed,
-            NodeStatus::Unreachable => counts.unreachable,
-            NodeStatus::NotRun => counts.not_run,
-        };
+    for status in NodeStatus::ALL {
         out.sample(
             "fleetfix_last_run_nodes",
             &[("playbook", playbook), ("status", status.as_str())],
-            count,
+            counts.get(status),
         );
     }
 
@@ -131,7 +115,7 @@ pub(crate) fn render(run: &RunRecord) -> Option<String> {
     );
     for n in &run.nodes {
         let own = status_of(n.status);
-        for status in STATUSES {
+        for status in NodeStatus::ALL {
             out.sample(
                 "fleetfix_node_status",
                 &[
@@ -298,7 +282,7 @@ mod tests {
             ("c", "unreachable"),
             ("d", "not_run"),
         ] {
-            for s in STATUSES {
+            for s in NodeStatus::ALL {
                 let want = if s.as_str() == own { "1" } else { "0" };
                 assert_eq!(node(n, s.as_str()), want, "{n} {}", s.as_str());
             }

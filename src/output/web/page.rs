@@ -159,20 +159,14 @@ fn header(run: &RunRecord, end: Option<jiff::Timestamp>) -> Header {
             _ => {}
         }
     }
-    let counts = [
-        ("ok", counts.ok),
-        ("changed", counts.changed),
-        ("failed", counts.failed),
-        ("unreachable", counts.unreachable),
-        ("not_run", counts.not_run),
-        ("running", running),
-        ("pending", pending),
-    ]
-    .into_iter()
-    // A live page shows every count, to update them in place.
-    .filter(|(_, n)| *n > 0 || run.finished.is_none())
-    .map(|(status, n)| Count { status, n })
-    .collect();
+    let counts = NodeStatus::ALL
+        .iter()
+        .map(|&s| (s.as_str(), counts.get(s)))
+        .chain([("running", running), ("pending", pending)])
+        // A live page shows every count, to update them in place.
+        .filter(|(_, n)| *n > 0 || run.finished.is_none())
+        .map(|(status, n)| Count { status, n })
+        .collect();
     let duration_ms = match (&run.summary, run.started, end) {
         (Some(s), _, _) => s.duration_ms,
         (None, Some(a), Some(b)) => ms_between(a, b).max(0.0) as u64,
