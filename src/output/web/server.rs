@@ -122,7 +122,13 @@ pub(crate) enum Site {
 /// One run as it happens: its record so far, and the stream of its events.
 pub(crate) struct Live {
     state: Mutex<LiveState>,
+    /// Event streams whose response is still being written.
+    open_streams: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// How long the end of a run waits for open streams to write what is left
+/// (`run_finished` last): the process may end right after the run.
+const DRAIN: Duration = Duration::from_secs(2);
 
 struct LiveState {
     record: RunRecord,
@@ -159,6 +165,7 @@ pub(crate) fn live() -> (Arc<Live>, LiveFeed) {
             recent: std::collections::VecDeque::new(),
             recent_bytes: 0,
         }),
+        open_streams: Default::default(),
     });
     (live.clone(), LiveFeed(live))
 }
@@ -199,10 +206,23 @@ impl Reporter for LiveFeed {
     }
 
     fn finish(&mut self) {
-        // Streams end once they have sent what is left.
-        let mut st = self.0.lock();
-        st.flush();
-        st.tx = None;
+        // Streams end once they have sent what is left; give them that
+        // long (the run is over: nothing waits on this but the exit).
+        {
+            let mut st = self.0.lock();
+            st.flush();
+            st.tx = None;
+        }
+        let until = std::time::Instant::now() + DRAIN;
+        while self
+            .0
+            .open_streams
+            .load(std::sync::atomic::Ordering::Acquire)
+            > 0
+            && std::time::Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
@@ -505,7 +525,26 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// A body fed from a channel: the event stream of one page.
-struct Stream(mpsc::Receiver<Bytes>);
+struct Stream {
+    rx: mpsc::Receiver<Bytes>,
+    /// Counts this stream open until hyper drops it, written or abandoned.
+    _open: StreamOpen,
+}
+
+struct StreamOpen(Arc<std::sync::atomic::AtomicUsize>);
+
+impl StreamOpen {
+    fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        StreamOpen(count.clone())
+    }
+}
+
+impl Drop for StreamOpen {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
 
 impl Body for Stream {
     type Data = Bytes;
@@ -515,7 +554,7 @@ impl Body for Stream {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|m| m.map(|b| Ok(Frame::data(b))))
+        self.rx.poll_recv(cx).map(|m| m.map(|b| Ok(Frame::data(b))))
     }
 }
 
@@ -618,7 +657,11 @@ fn events(live: &Live, after: Option<u64>) -> Response<ResBody> {
             });
         }
     }
-    let mut r = Response::new(BodyExt::boxed(Stream(body)));
+    let open = StreamOpen::new(&live.open_streams);
+    let mut r = Response::new(BodyExt::boxed(Stream {
+        rx: body,
+        _open: open,
+    }));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
