@@ -1,6 +1,7 @@
 //! Layer 1: the user's files (inventory, playbook, variables, secrets,
 //! templates) read with their positions, checked, and nothing run.
 
+pub(crate) mod ansible;
 pub(crate) mod inventory;
 pub(crate) mod playbook;
 pub(crate) mod rollout;

@@ -1,0 +1,1 @@
+//! Ansible INI inventories (filled in by its own change).

@@ -1,0 +1,1 @@
+//! Ansible YAML inventories (filled in by its own change).
