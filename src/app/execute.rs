@@ -113,8 +113,17 @@ pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<(ExitCode, RunR
         // The run's one record, fed on the writer thread; the finishers
         // (summary, reports) render it once the run is over.
         let (mut streams, mut finishers) = reporters(&job, args.common, args.exec);
+        // Only `--report` and the web view show the output of steps that
+        // did not fail.
+        let record = if args.outputs.report.is_some() || serve.is_some() {
+            RunRecord::new()
+        } else {
+            RunRecord::lean()
+        };
+        let record: output::SharedRecord =
+            Arc::new(std::sync::Mutex::new(output::Applied { record, seq: 0 }));
         if let Some(bound) = serve {
-            let (live, feed) = output::web::server::live();
+            let (live, feed) = output::web::server::live(record.clone());
             streams.push(Box::new(feed));
             let url = bound.url();
             output::web::server::spawn(bound, output::web::server::Site::Live(live)).map_err(
@@ -133,12 +142,6 @@ pub(super) fn execute(pb: Playbook, args: RunArgs<'_>) -> Result<(ExitCode, RunR
         if let Some(path) = args.metrics {
             finishers.push(Box::new(MetricsFile::new(path.to_path_buf())));
         }
-        // Only `--report` shows the output of steps that did not fail.
-        let record = if args.outputs.report.is_some() {
-            RunRecord::new()
-        } else {
-            RunRecord::lean()
-        };
         let (sink, writers) = output::spawn(job.masker.clone(), inline, streams, record, finishers);
         let control = Control::default();
         let signals = tokio::spawn(handle_signals(control.clone(), sink.clone()));

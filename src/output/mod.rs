@@ -42,22 +42,43 @@ pub(crate) trait Finisher: Send {
     fn finish(&mut self, run: &RunRecord);
 }
 
+/// The run's one record as the writer thread builds it, and how many
+/// events it has taken; a live web view renders pages from it.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    pub(crate) record: RunRecord,
+    pub(crate) seq: u64,
+}
+
+/// [`Applied`], shared by the writer thread and a live web view.
+pub(crate) type SharedRecord = Arc<std::sync::Mutex<Applied>>;
+
+/// Locks the shared record; a panic elsewhere leaves it readable.
+pub(crate) fn lock_record(r: &SharedRecord) -> std::sync::MutexGuard<'_, Applied> {
+    r.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The writers of a run: `finish` once the run is over.
 pub(crate) struct Writers {
-    thread: JoinHandle<RunRecord>,
+    thread: JoinHandle<()>,
     inline: Inline,
+    record: SharedRecord,
 }
 
 impl Writers {
     /// Waits for the writer thread (it ends with the last [`EventSink`]),
     /// then finishes the inline writers; the run's record.
     pub(crate) fn finish(self) -> RunRecord {
-        let run = self.thread.join().unwrap_or_default();
+        let _ = self.thread.join();
         let mut inline = self.inline.lock().unwrap_or_else(|p| p.into_inner());
         for r in inline.iter_mut() {
             r.finish();
         }
-        run
+        // A live view may still serve pages from it (--serve-linger).
+        match Arc::try_unwrap(self.record) {
+            Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()).record,
+            Err(shared) => lock_record(&shared).record.clone(),
+        }
     }
 }
 
@@ -69,17 +90,22 @@ pub(crate) fn spawn(
     masker: Arc<Masker>,
     inline: Vec<Box<dyn Reporter>>,
     mut threaded: Vec<Box<dyn Reporter>>,
-    mut record: RunRecord,
+    record: SharedRecord,
     mut finishers: Vec<Box<dyn Finisher>>,
 ) -> (EventSink, Writers) {
+    let shared = record.clone();
     let inline: Inline = Arc::new(std::sync::Mutex::new(inline));
     let (sink, mut rx) = EventSink::channel(masker, inline.clone());
     // Named, so a profile (or `top -H`) tells its cost from the executor's.
     let thread = std::thread::Builder::new()
         .name("fleetfix-writer".into())
         .spawn(move || {
-            let mut feed = |reporters: &mut Vec<Box<dyn Reporter>>, ev: Arc<Stamped>| {
-                record.apply(&ev);
+            let feed = |reporters: &mut Vec<Box<dyn Reporter>>, ev: Arc<Stamped>| {
+                {
+                    let mut applied = lock_record(&record);
+                    applied.record.apply(&ev);
+                    applied.seq += 1;
+                }
                 for r in reporters.iter_mut() {
                     r.event(&ev);
                 }
@@ -108,14 +134,21 @@ pub(crate) fn spawn(
             for r in threaded.iter_mut() {
                 r.finish();
             }
+            let applied = lock_record(&record);
             for f in finishers.iter_mut() {
-                f.finish(&record);
+                f.finish(&applied.record);
             }
-            record
         })
         // As `std::thread::spawn` does: without a thread there is no run.
         .expect("cannot start the writer thread");
-    (sink, Writers { thread, inline })
+    (
+        sink,
+        Writers {
+            thread,
+            inline,
+            record: shared,
+        },
+    )
 }
 
 /// A table as fleetfix draws them: borders only, `header` on top.

@@ -29,7 +29,8 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::page::{self, PageOptions};
 use crate::events::{Reporter, Stamped};
-use crate::record::{self, RunRecord};
+use crate::output::SharedRecord;
+use crate::record;
 use crate::support::error::Error;
 
 /// Bursts of events a page's stream may fall behind by before it must
@@ -41,6 +42,9 @@ const BACKLOG: usize = 1024;
 /// and a reload renders the whole run again, so enough is kept for a
 /// 1,000-node run (~1.5 MB of events) many times over.
 const RECENT_BYTES: usize = 32 << 20;
+/// A page's event stream writes at most this often; events arriving
+/// meanwhile go out together.
+const COALESCE: Duration = Duration::from_millis(100);
 /// Connections served at once; more wait in the kernel's queue.
 const MAX_CONNECTIONS: usize = 256;
 const COOKIE: &str = "fleetfix_token";
@@ -121,6 +125,9 @@ pub(crate) enum Site {
 
 /// One run as it happens: its record so far, and the stream of its events.
 pub(crate) struct Live {
+    /// The run's one record, applied on the writer thread before the
+    /// event reaches [`LiveFeed`]; pages are rendered from it.
+    record: SharedRecord,
     state: Mutex<LiveState>,
     /// Event streams whose response is still being written.
     open_streams: Arc<std::sync::atomic::AtomicUsize>,
@@ -131,8 +138,8 @@ pub(crate) struct Live {
 const DRAIN: Duration = Duration::from_secs(2);
 
 struct LiveState {
-    record: RunRecord,
-    /// Events applied so far; each stream message carries its number.
+    /// Events sent so far; each stream message carries its number (the
+    /// same count as the record's: every event passes both).
     seq: u64,
     /// `None` once the run is over.
     tx: Option<broadcast::Sender<Batch>>,
@@ -154,11 +161,11 @@ type Batch = Arc<Vec<Message>>;
 
 /// A live run's view, and the reporter that feeds it (threaded, on the
 /// writers' thread).
-pub(crate) fn live() -> (Arc<Live>, LiveFeed) {
+pub(crate) fn live(record: SharedRecord) -> (Arc<Live>, LiveFeed) {
     let (tx, _) = broadcast::channel(BACKLOG);
     let live = Arc::new(Live {
+        record,
         state: Mutex::new(LiveState {
-            record: RunRecord::new(),
             seq: 0,
             tx: Some(tx),
             pending: Vec::new(),
@@ -182,7 +189,6 @@ pub(crate) struct LiveFeed(Arc<Live>);
 impl Reporter for LiveFeed {
     fn event(&mut self, ev: &Stamped) {
         let mut st = self.0.lock();
-        st.record.apply(ev);
         st.seq += 1;
         let seq = st.seq;
         let line = ev.json_line();
@@ -445,9 +451,10 @@ async fn route(req: &Request<Incoming>, ctx: &Ctx) -> Response<ResBody> {
         (Site::Live(live), "/") => {
             let live = live.clone();
             blocking(move || {
-                let (record, seq, open) = {
-                    let st = live.lock();
-                    (st.record.clone(), st.seq, st.tx.is_some())
+                let open = live.lock().tx.is_some();
+                let (record, seq) = {
+                    let a = crate::output::lock_record(&live.record);
+                    (a.record.clone(), a.seq)
                 };
                 let opts = PageOptions {
                     live: (open && record.finished.is_none()).then_some("events"),
@@ -558,6 +565,17 @@ impl Body for Stream {
     }
 }
 
+/// The frames of a batch's messages not yet sent (`after` is the last
+/// sent), appended to `out`.
+fn frames(batch: &[Message], after: &mut u64, out: &mut Vec<u8>) {
+    for m in batch {
+        if m.0 > *after {
+            *after = m.0;
+            out.extend_from_slice(&frame(m));
+        }
+    }
+}
+
 fn frame(m: &Message) -> Bytes {
     let mut f = format!("id: {}\ndata: ", m.0).into_bytes();
     f.extend_from_slice(&m.1);
@@ -576,8 +594,9 @@ fn events(live: &Live, after: Option<u64>) -> Response<ResBody> {
         let st = live.lock();
         let after = after.unwrap_or(st.seq);
         let oldest = st.recent.front().map_or(st.seq + 1, |m| m.0);
-        // `None`: more was missed than is kept.
-        let missed = (after + 1 >= oldest && after <= st.seq).then(|| {
+        // `None`: more was missed than is kept. A page may be one event
+        // ahead: the record takes each event just before the stream does.
+        let missed = (after + 1 >= oldest && after <= st.seq + 1).then(|| {
             st.recent
                 .iter()
                 .filter(|m| m.0 > after)
@@ -620,6 +639,7 @@ fn events(live: &Live, after: Option<u64>) -> Response<ResBody> {
                 // The run is over: what it said was all.
                 let Some(mut rx) = rx else { return };
                 let mut keepalive = tokio::time::interval(Duration::from_secs(15));
+                let mut last_write = tokio::time::Instant::now();
                 loop {
                     let msg = tokio::select! {
                         m = rx.recv() => m,
@@ -630,27 +650,38 @@ fn events(live: &Live, after: Option<u64>) -> Response<ResBody> {
                             continue;
                         }
                     };
-                    let frame = match msg {
-                        Ok(batch) => {
-                            let mut out = Vec::new();
-                            for m in batch.iter() {
-                                if m.0 > after {
-                                    after = m.0;
-                                    out.extend_from_slice(&frame(m));
-                                }
-                            }
-                            if out.is_empty() {
-                                continue;
-                            }
-                            Bytes::from(out)
-                        }
+                    let mut out = Vec::new();
+                    let mut over = false;
+                    match msg {
+                        Ok(batch) => frames(&batch, &mut after, &mut out),
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             let _ = tx.send(Bytes::from_static(RELOAD)).await;
                             return;
                         }
                         Err(broadcast::error::RecvError::Closed) => return,
-                    };
-                    if tx.send(frame).await.is_err() {
+                    }
+                    // What else comes within COALESCE of the last write
+                    // goes with it: the browser (and the run's host) wake
+                    // a few times a second, not once per burst.
+                    let due = last_write + COALESCE;
+                    while let Ok(next) = tokio::time::timeout_at(due, rx.recv()).await {
+                        match next {
+                            Ok(batch) => frames(&batch, &mut after, &mut out),
+                            Err(broadcast::error::RecvError::Lagged(_)) => {
+                                let _ = tx.send(Bytes::from_static(RELOAD)).await;
+                                return;
+                            }
+                            Err(broadcast::error::RecvError::Closed) => {
+                                over = true;
+                                break;
+                            }
+                        }
+                    }
+                    if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
+                        return;
+                    }
+                    last_write = tokio::time::Instant::now();
+                    if over {
                         return;
                     }
                 }
