@@ -514,3 +514,52 @@ fn run_serve_updates_the_page_live_and_streams_masked_events() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(1));
 }
+
+/// `run --serve` off loopback asks for its token too, and with
+/// `--serve-linger` the finished run's page stays up until Ctrl-C (which
+/// then ends the process with the run's exit code).
+#[test]
+fn run_serve_off_loopback_needs_the_token_and_lingers_until_interrupted() {
+    let fleet = Fleet::start(2);
+    let inv = fleet.write_inventory(&[]);
+    let pb = pb(fleet.dir(), 0, 0);
+    let mut cmd = json_run(fleet.dir(), &inv, fleet.known_hosts(), &pb, &[]);
+    cmd.args(["--serve", "0.0.0.0:0", "--serve-linger"]);
+    secret_env(&mut cmd, &fleet);
+    let (child, line) = start_and_read_url(cmd, "token=");
+    let url = url_in(&line);
+    let port = authority(&url).rsplit(':').next().unwrap().to_string();
+    let token = url.split("token=").nth(1).unwrap().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    assert_eq!(get(&addr, "/", "").0, 401);
+    assert_eq!(get(&addr, "/events", "").0, 401);
+    assert_eq!(get(&addr, "/?token=nope", "").0, 401);
+    let cookie = format!("Cookie: fleetfix_token={token}\r\n");
+    // The run is over (node1 fails at once, node2 is done) and the page
+    // still answers, finished, while the process lingers.
+    let mut page = String::new();
+    wait_for("the finished page", Duration::from_secs(60), || {
+        let (status, _, body) = get(&addr, "/", &cookie);
+        page = body;
+        status == 200 && page.contains("exit 1")
+    });
+    assert!(page.contains("data-node=\"node2\"") && !page.contains(SECRET), "{page}");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut child = child;
+    assert!(child.try_wait().unwrap().is_none(), "--serve-linger keeps the process up");
+    assert_eq!(get(&addr, "/", &cookie).0, 200);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "Ctrl-C ends a lingering run");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1), "the run's exit code");
+}
