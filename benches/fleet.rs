@@ -193,6 +193,8 @@ struct CheckTiming {
     /// The build timed: `fleetfix` or `fleetfix-base`.
     tool: String,
     nodes: usize,
+    /// `TOML` or `Ansible INI`: the same fleet written either way.
+    format: &'static str,
     playbook: &'static str,
     ms: Vec<f64>,
 }
@@ -204,9 +206,10 @@ impl CheckTiming {
 
     fn line(&self) -> String {
         format!(
-            "{} check, {}-node inventory, {}: median {:.1} ms (min {:.1}, max {:.1}, {} runs)",
+            "{} check, {}-node {} inventory, {}: median {:.1} ms (min {:.1}, max {:.1}, {} runs)",
             self.tool,
             self.nodes,
+            self.format,
             self.playbook,
             self.median(),
             self.ms[0],
@@ -236,6 +239,30 @@ fn generated_inventory(nodes: usize) -> String {
     s
 }
 
+/// [`generated_inventory`]'s fleet as an Ansible INI inventory: the same
+/// hosts, groups and variables (`[defaults]` and `[vars]` as `[all:vars]`).
+fn generated_ini_inventory(nodes: usize) -> String {
+    let mut s = String::from(
+        "[all:vars]\nansible_user=ubuntu\nansible_port=22\nansible_timeout=10\n\
+         relay_dns_domain=relaynet.online\nrelay_ssl_mode=auto\n\
+         relay_certbot_email=ops@relaynet.online\n\n[relay:children]\n",
+    );
+    for dc in 0..8 {
+        let _ = writeln!(s, "dc{dc}");
+    }
+    for dc in 0..8 {
+        let _ = write!(s, "\n[dc{dc}]\n");
+        for i in (1..=nodes).filter(|i| i % 8 == dc) {
+            let _ = writeln!(
+                s,
+                "node{i:04} ansible_host=node{i:04}.relaynet.online \
+                 relay_dns_subdomain=node{i:04} public_url=https://node{i:04}.relaynet.online"
+            );
+        }
+    }
+    s
+}
+
 /// The playbooks `check` is timed with: the benchmark's job (no per-node
 /// template) and the relay rollout (one step renders a node's own vars).
 const CHECKED: [&str; 2] = ["the 3-step job", "playbooks/relay-rollout.toml"];
@@ -244,16 +271,22 @@ const CHECKED: [&str; 2] = ["the 3-step job", "playbooks/relay-rollout.toml"];
 /// rendering for every node, as a user waits for it (process start included).
 fn time_check(program: &Path, nodes: usize) -> Result<Vec<CheckTiming>, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
-    let inventory = dir.path().join("inventory.toml");
-    write(&inventory, &generated_inventory(nodes));
+    let toml = dir.path().join("inventory.toml");
+    write(&toml, &generated_inventory(nodes));
+    let ini = dir.path().join("hosts.ini");
+    write(&ini, &generated_ini_inventory(nodes));
     let job = dir.path().join("job.toml");
     write(&job, &job_playbook());
     let rollout = Path::new(env!("CARGO_MANIFEST_DIR")).join(CHECKED[1]);
-    [job, rollout]
-        .iter()
-        .zip(CHECKED)
-        .map(|(path, label)| time_check_one(program, &inventory, path, nodes, label))
-        .collect()
+    let mut timings = Vec::new();
+    for (inventory, format) in [(&toml, "TOML"), (&ini, "Ansible INI")] {
+        for (path, label) in [&job, &rollout].into_iter().zip(CHECKED) {
+            let mut t = time_check_one(program, inventory, path, nodes, label)?;
+            t.format = format;
+            timings.push(t);
+        }
+    }
+    Ok(timings)
 }
 
 fn time_check_one(
@@ -295,6 +328,7 @@ fn time_check_one(
     Ok(CheckTiming {
         tool: "fleetfix".into(),
         nodes,
+        format: "TOML",
         playbook: label,
         ms,
     })

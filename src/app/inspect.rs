@@ -129,25 +129,38 @@ pub(super) fn nodes(common: &Common) -> Result<ExitCode, Error> {
     if common.output == OutputFormat::Json {
         for &i in &chosen {
             let n = &inventory.nodes[i];
+            let origins: serde_json::Map<String, serde_json::Value> = n
+                .origins
+                .iter()
+                .map(|(what, o)| (what.to_string(), o.to_string().into()))
+                .collect();
             let line = serde_json::json!({
                 "name": &*n.name, "host": n.host, "port": n.port, "user": n.user,
                 "identity_file": n.identity_file, "groups": n.groups,
                 "connect_timeout_ms": n.connect_timeout.as_millis() as u64,
                 "host_key_pinned": n.host_key.is_some(),
+                "jump": n.jump.iter().map(|j| j.label()).collect::<Vec<_>>(),
+                "vars": n.vars,
+                "origins": origins,
             });
             crate::output::println(&line.to_string());
         }
         return Ok(ExitCode::Ok);
     }
-    let mut table = crate::output::table(
-        [
-            "node", "host", "port", "user", "identity", "groups", "host key",
-        ],
-        comfy_table::ContentArrangement::Disabled,
-    );
+    // An Ansible inventory says where each setting came from.
+    let sourced = chosen
+        .iter()
+        .any(|&i| !inventory.nodes[i].origins.is_empty());
+    let mut header = vec![
+        "node", "host", "port", "user", "identity", "groups", "host key",
+    ];
+    if sourced {
+        header.push("from");
+    }
+    let mut table = crate::output::table(header, comfy_table::ContentArrangement::Disabled);
     for &i in &chosen {
         let n = &inventory.nodes[i];
-        table.add_row([
+        let mut row = vec![
             n.name.to_string(),
             n.host.clone(),
             n.port.to_string(),
@@ -163,10 +176,32 @@ pub(super) fn nodes(common: &Common) -> Result<ExitCode, Error> {
                 "known_hosts"
             }
             .to_string(),
-        ]);
+        ];
+        if sourced {
+            row.push(origins_cell(n));
+        }
+        table.add_row(row);
     }
     crate::output::println(&table.to_string());
     Ok(ExitCode::Ok)
+}
+
+/// Where a node's settings and variables came from, one line per origin:
+/// `hosts.ini:3  host port`, `group_vars/web.yml:2  vars.app`.
+fn origins_cell(n: &crate::config::inventory::Node) -> String {
+    let mut by_origin: Vec<(String, Vec<&str>)> = Vec::new();
+    for (what, o) in &n.origins {
+        let o = o.to_string();
+        match by_origin.iter_mut().find(|(k, _)| *k == o) {
+            Some((_, v)) => v.push(what),
+            None => by_origin.push((o, vec![what])),
+        }
+    }
+    by_origin
+        .iter()
+        .map(|(o, what)| format!("{o}  {}", what.join(" ")))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub(super) fn runs(

@@ -8,6 +8,8 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
+use crate::config::ansible::resolve::HostSpec;
+use crate::config::ansible::{self, Origin};
 use crate::config::ssh_config::HostSettings;
 use crate::config::toml_source::{self, Zero, expand_tilde};
 use crate::support::error::{Error, SourceFile};
@@ -117,6 +119,10 @@ pub struct Node {
     pub host_key: Option<HostKeyPin>,
     /// Bastions to go through, first hop first (empty: connect directly).
     pub jump: Vec<JumpHost>,
+    /// Where each setting and variable came from, for an inventory in
+    /// Ansible's formats (`fleetfix nodes` shows it); empty for TOML,
+    /// where the node's table says it all.
+    pub origins: Vec<(Arc<str>, Origin)>,
 }
 
 /// The loaded inventory file.
@@ -128,11 +134,46 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// Loads and validates an inventory file; unset settings fall back to
+    /// Loads and validates an inventory (fleetfix TOML, or Ansible's
+    /// formats, told by content); unset settings fall back to
     /// `~/.ssh/config`.
     pub fn load(path: &std::path::Path) -> Result<Self, Error> {
-        let source = SourceFile::read(path, "inventory")?;
-        Self::resolve(source, &crate::config::ssh_config::SshConfig::load_user()?)
+        let ssh = crate::config::ssh_config::SshConfig::load_user()?;
+        match ansible::load::read(path)? {
+            ansible::load::Form::Toml(source) => Self::resolve(source, &ssh),
+            ansible::load::Form::Ansible(sources) => {
+                let hosts = ansible::resolve::resolve(&sources)?;
+                Self::from_ansible(path, hosts, &ssh)
+            }
+        }
+    }
+
+    /// Nodes from an Ansible inventory's resolved hosts: the same rules
+    /// as TOML nodes (ssh_config fallback, jump hops, name checks).
+    fn from_ansible(
+        path: &std::path::Path,
+        hosts: Vec<HostSpec>,
+        ssh: &crate::config::ssh_config::SshConfig,
+    ) -> Result<Self, Error> {
+        let defaults = Settings::default();
+        let mut nodes = Vec::with_capacity(hosts.len());
+        for h in hosts {
+            nodes.push(Arc::new(ansible_node(h, ssh, &defaults)?));
+        }
+        if nodes.is_empty() {
+            return Err(Error::input(
+                format!("the inventory {} defines no host", path.display()),
+                "add hosts to a group, e.g. a line `web1 ansible_host=10.0.0.5` under [web]",
+            ));
+        }
+        Ok(Inventory {
+            source: SourceFile {
+                path: path.to_path_buf(),
+                text: Arc::from(""),
+            },
+            vars: IndexMap::new(),
+            nodes,
+        })
     }
 
     /// Validates an inventory already in memory (no ssh_config).
@@ -208,6 +249,7 @@ impl Inventory {
                 vars: raw_node.vars,
                 host_key,
                 jump,
+                origins: Vec::new(),
             }));
         }
         if nodes.is_empty() {
@@ -234,6 +276,125 @@ impl Inventory {
         }
         seen
     }
+}
+
+/// One node from an Ansible host; settings it leaves unset fall back as a
+/// TOML node's do.
+fn ansible_node(
+    h: HostSpec,
+    ssh: &crate::config::ssh_config::SshConfig,
+    defaults: &Settings,
+) -> Result<Node, Error> {
+    let bad_name = !h.name.is_empty()
+        && h.name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !bad_name {
+        return Err(ansible::resolve::error_at(
+            &h.origin,
+            format!(
+                "host name `{}` has characters other than letters, digits, `-`, `_`, `.`",
+                h.name
+            ),
+            "name the host with those characters and put its address in ansible_host",
+        ));
+    }
+    let mut origins: Vec<(Arc<str>, Origin)> = Vec::new();
+    let mut note = |what: &str, o: &Origin| origins.push((Arc::from(what), o.clone()));
+    let alias = match &h.host {
+        Some((host, o)) => {
+            note("host", o);
+            host.clone()
+        }
+        None => h.name.clone(),
+    };
+    if let Some((_, o)) = &h.port {
+        note("port", o);
+    }
+    if let Some((_, o)) = &h.user {
+        note("user", o);
+    }
+    if let Some((_, o)) = &h.identity_file {
+        note("identity_file", o);
+    }
+    if let Some((_, o)) = &h.connect_timeout {
+        note("connect_timeout", o);
+    }
+    let fallback = ssh.query(&alias);
+    let own = Settings {
+        user: h.user.map(|u| u.0),
+        port: h.port.map(|p| p.0),
+        identity_file: h.identity_file.map(|i| i.0),
+        connect_timeout: h.connect_timeout.map(|t| t.0),
+    };
+    let conn = own.resolve(defaults, &fallback);
+    let jump = match &h.jump {
+        Some((hops, o)) => {
+            note("jump", o);
+            hops.iter()
+                .map(|hop| {
+                    parse_hop(hop, ssh, defaults).ok_or_else(|| {
+                        ansible::resolve::error_at(
+                            o,
+                            format!(
+                                "host `{}`: ProxyJump hop `{hop}` is not [user@]host[:port]",
+                                h.name
+                            ),
+                            "write the jump host as user@host:port",
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        None => fallback
+            .proxy_jump
+            .iter()
+            .map(|hop| parse_hop(hop, ssh, defaults))
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default(),
+    };
+    let mut vars = IndexMap::with_capacity(h.vars.len());
+    for (k, v) in h.vars {
+        if let Some(value) = ansible_value(&v.value) {
+            origins.push((Arc::from(format!("vars.{k}").as_str()), v.origin));
+            vars.insert(k, value);
+        }
+    }
+    Ok(Node {
+        name: Arc::from(h.name.as_str()),
+        host: fallback.host_name.clone().unwrap_or(alias),
+        port: conn.port,
+        user: conn.user,
+        identity_file: conn.identity_file,
+        connect_timeout: conn.connect_timeout,
+        groups: h.groups,
+        vars,
+        host_key: None,
+        jump,
+        origins,
+    })
+}
+
+/// An Ansible value as a TOML one. TOML has no null: a variable without a
+/// value is left undefined (and so is a null inside a list or map).
+fn ansible_value(v: &serde_json::Value) -> Option<toml::Value> {
+    use serde_json::Value as J;
+    Some(match v {
+        J::Null => return None,
+        J::Bool(b) => toml::Value::Boolean(*b),
+        J::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => toml::Value::Integer(i),
+            (None, Some(f)) if n.is_f64() => toml::Value::Float(f),
+            _ => toml::Value::String(n.to_string()),
+        },
+        J::String(s) => toml::Value::String(s.clone()),
+        J::Array(items) => toml::Value::Array(items.iter().filter_map(ansible_value).collect()),
+        J::Object(map) => toml::Value::Table(
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), ansible_value(v)?)))
+                .collect(),
+        ),
+    })
 }
 
 /// A port that can be connected to: 0 cannot.

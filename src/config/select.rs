@@ -99,6 +99,7 @@ mod tests {
             vars: Default::default(),
             host_key: None,
             jump: Vec::new(),
+            origins: Vec::new(),
         })
     }
 

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod ansible;
 mod architecture;
 
 mod bad_input;

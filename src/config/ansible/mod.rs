@@ -11,11 +11,14 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 
 pub(crate) mod ini;
+pub(crate) mod json;
+pub(crate) mod load;
+pub(crate) mod resolve;
 pub(crate) mod yaml;
 
 /// Where a value was written: a file and line, or the output of a script.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Origin {
+pub struct Origin {
     pub(crate) file: Arc<Path>,
     /// 1-based; `None` for a script's output or where no line is known.
     pub(crate) line: Option<u32>,
@@ -77,6 +80,9 @@ pub(crate) struct Group {
     /// Child groups, in first-seen order.
     pub(crate) children: Vec<String>,
     pub(crate) vars: IndexMap<String, Var>,
+    /// From `group_vars/NAME` files, which outrank every group's own
+    /// variables in Ansible's precedence.
+    pub(crate) file_vars: IndexMap<String, Var>,
     /// Where the group was first named (`None` for `all`/`ungrouped`
     /// when no source names them).
     pub(crate) origin: Option<Origin>,
@@ -85,6 +91,8 @@ pub(crate) struct Group {
 #[derive(Debug, Clone)]
 pub(crate) struct Host {
     pub(crate) vars: IndexMap<String, Var>,
+    /// From `host_vars/NAME` files, which outrank the inventory's.
+    pub(crate) file_vars: IndexMap<String, Var>,
     /// Where the host was first named.
     pub(crate) origin: Origin,
 }
@@ -116,6 +124,7 @@ impl Sources {
     pub(crate) fn add_host(&mut self, host: &str, group: Option<&str>, origin: &Origin) {
         self.hosts.entry(host.to_string()).or_insert_with(|| Host {
             vars: IndexMap::new(),
+            file_vars: IndexMap::new(),
             origin: origin.clone(),
         });
         if let Some(group) = group {
@@ -205,7 +214,10 @@ fn split_port(pattern: &str) -> Result<(String, Option<u16>), String> {
             '[' => depth += 1,
             ']' => depth -= 1,
             ':' if depth == 0 => {
-                return Ok((pattern[..i].to_string(), Some(parse_port(&pattern[i + 1..])?)));
+                return Ok((
+                    pattern[..i].to_string(),
+                    Some(parse_port(&pattern[i + 1..])?),
+                ));
             }
             _ => {}
         }
@@ -294,8 +306,14 @@ mod tests {
             expand_host_pattern("web[1:2]:2222").expect("port"),
             (vec!["web1".to_string(), "web2".to_string()], Some(2222))
         );
-        assert_eq!(expand_host_pattern("fe80::1").expect("v6"), (vec!["fe80::1".into()], None));
-        assert_eq!(expand_host_pattern("[::1]:22").expect("v6"), (vec!["::1".into()], Some(22)));
+        assert_eq!(
+            expand_host_pattern("fe80::1").expect("v6"),
+            (vec!["fe80::1".into()], None)
+        );
+        assert_eq!(
+            expand_host_pattern("[::1]:22").expect("v6"),
+            (vec!["::1".into()], Some(22))
+        );
         assert!(expand_host_pattern("web[3:1]").is_err());
         assert!(expand_host_pattern("web[1:").is_err());
         assert!(expand_host_pattern("h:x").is_err());

@@ -218,6 +218,7 @@ impl Dialer {
             vars: Default::default(),
             host_key: last.host_key.clone(),
             jump: before.to_vec(),
+            origins: Vec::new(),
         };
         cell.get_or_init(|| async {
             Box::pin(self.connect(&Arc::new(hop)))
