@@ -11,6 +11,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 
 pub(crate) mod ini;
+pub(crate) mod json;
 pub(crate) mod yaml;
 
 /// Where a value was written: a file and line, or the output of a script.
