@@ -45,7 +45,7 @@ pub(crate) fn read(path: &Path) -> Result<Form, Error> {
             Kind::Toml => return Ok(Form::Toml(source)),
             Kind::Ini => super::ini::read(&source, &mut sources)?,
             Kind::Yaml => super::yaml::read(&source, &mut sources)?,
-            Kind::Json => super::json::read_file(&source, &mut sources)?,
+            Kind::Json => read_json_file(&source, &mut sources)?,
         }
     }
     read_vars_dirs(&base_dir(path, meta.is_dir()), &mut sources)?;
@@ -123,6 +123,30 @@ fn is_script(path: &Path, meta: &std::fs::Metadata) -> bool {
     head[..n].starts_with(b"#!") || head[..n].starts_with(b"\x7fELF")
 }
 
+/// A JSON file: what `ansible-inventory --list` prints (`_meta`, groups
+/// with lists of hosts), or the YAML plugin's shape written as JSON, which
+/// Ansible's YAML reader takes.
+fn read_json_file(source: &SourceFile, into: &mut Sources) -> Result<(), Error> {
+    use super::yaml::Data;
+    let root = super::json::parse(source)?;
+    let listing = match &root.data {
+        Data::Map(entries) => entries.iter().any(|(k, v)| {
+            k.as_str() == Some("_meta")
+                || matches!(&v.data, Data::Seq(_))
+                || matches!(&v.data, Data::Map(body) if body.iter().any(|(bk, bv)| {
+                    bk.as_str() == Some("hosts") && matches!(bv.data, Data::Seq(_))
+                }))
+        }),
+        _ => true,
+    };
+    if !listing {
+        return super::yaml::read(source, into);
+    }
+    let file: Arc<Path> = Arc::from(source.path.as_path());
+    // A file cannot be asked `--host`: hosts it gives no variables have none.
+    super::json::read(source, |line| Origin::at(&file, line), into).map(|_| ())
+}
+
 /// Files Ansible skips in an inventory directory.
 fn ignored(name: &str) -> bool {
     const EXTS: &[&str] = &[
@@ -163,7 +187,7 @@ fn read_dir(dir: &Path, into: &mut Sources) -> Result<(), Error> {
                 }
                 Kind::Ini => super::ini::read(&source, into)?,
                 Kind::Yaml => super::yaml::read(&source, into)?,
-                Kind::Json => super::json::read_file(&source, into)?,
+                Kind::Json => read_json_file(&source, into)?,
             }
         }
     }
@@ -276,7 +300,7 @@ fn run_script(path: &Path, into: &mut Sources) -> Result<(), Error> {
         path: path.to_path_buf(),
         text: Arc::from(out.as_str()),
     };
-    let ask = super::json::read_script(&source, &Origin::script(&file), into)
+    let ask = super::json::read(&source, |_| Origin::script(&file), into)
         .map_err(|e| bad_output(e, path, "--list", &stderr))?;
     for host in ask {
         let (out, stderr) = run(path, &["--host", &host], deadline)?;
@@ -284,7 +308,7 @@ fn run_script(path: &Path, into: &mut Sources) -> Result<(), Error> {
             path: path.to_path_buf(),
             text: Arc::from(out.as_str()),
         };
-        super::json::read_host(&source, &host, &Origin::script(&file), into)
+        super::json::read_host(&source, &host, |_| Origin::script(&file), into)
             .map_err(|e| bad_output(e, path, &format!("--host {host}"), &stderr))?;
     }
     Ok(())

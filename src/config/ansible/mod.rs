@@ -47,7 +47,7 @@ impl Origin {
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.script, self.line) {
-            (true, _) => write!(f, "{} --list", self.file.display()),
+            (true, _) => write!(f, "{} (inventory script)", self.file.display()),
             (false, Some(line)) => write!(f, "{}:{line}", self.file.display()),
             (false, None) => write!(f, "{}", self.file.display()),
         }

@@ -170,22 +170,28 @@ impl<'a> Tree<'a> {
 fn host(sources: &Sources, tree: &Tree<'_>, name: &str) -> Result<HostSpec, Error> {
     let groups = tree.groups_of(name);
     let mut merged: IndexMap<String, Var> = IndexMap::new();
-    let mut put = |vars: &IndexMap<String, Var>| {
+    let put = |merged: &mut IndexMap<String, Var>, vars: &IndexMap<String, Var>| {
         for (k, v) in vars {
             merged.insert(k.clone(), v.clone());
         }
     };
     let group = |g: &str| sources.groups.get(g);
     if let Some(all) = group("all") {
-        put(&all.vars);
-        put(&all.file_vars);
+        put(&mut merged, &all.vars);
+        put(&mut merged, &all.file_vars);
     }
     let others = groups.iter().filter(|g| **g != "all");
+    // A group's `ansible_group_priority` is its priority, not a variable
+    // (Ansible's `Group.set_variable`).
     for g in others.clone().filter_map(|g| group(g)) {
-        put(&g.vars);
+        for (k, v) in &g.vars {
+            if k != "ansible_group_priority" {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
     }
     for g in others.filter_map(|g| group(g)) {
-        put(&g.file_vars);
+        put(&mut merged, &g.file_vars);
     }
     let Some(h) = sources.hosts.get(name) else {
         return Err(Error::input(
@@ -193,8 +199,8 @@ fn host(sources: &Sources, tree: &Tree<'_>, name: &str) -> Result<HostSpec, Erro
             "this is a bug in fleetfix's Ansible reader",
         ));
     };
-    put(&h.vars);
-    put(&h.file_vars);
+    put(&mut merged, &h.vars);
+    put(&mut merged, &h.file_vars);
     connection(name, h.origin.clone(), groups, merged)
 }
 
