@@ -543,10 +543,16 @@ fn run_serve_off_loopback_needs_the_token_and_lingers_until_interrupted() {
         page = body;
         status == 200 && page.contains("exit 1")
     });
-    assert!(page.contains("data-node=\"node2\"") && !page.contains(SECRET), "{page}");
+    assert!(
+        page.contains("data-node=\"node2\"") && !page.contains(SECRET),
+        "{page}"
+    );
     std::thread::sleep(Duration::from_millis(500));
     let mut child = child;
-    assert!(child.try_wait().unwrap().is_none(), "--serve-linger keeps the process up");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "--serve-linger keeps the process up"
+    );
     assert_eq!(get(&addr, "/", &cookie).0, 200);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),

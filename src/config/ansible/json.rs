@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::yaml::{Data, Node, dedup, float_value, link_child};
+use super::tree::{Data, Node, dedup, float_value, link_child};
 use super::{Origin, Sources, Value, Var};
 use crate::support::error::{Error, SourceFile};
 

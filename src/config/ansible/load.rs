@@ -127,7 +127,7 @@ fn is_script(path: &Path, meta: &std::fs::Metadata) -> bool {
 /// with lists of hosts), or the YAML plugin's shape written as JSON, which
 /// Ansible's YAML reader takes.
 fn read_json_file(source: &SourceFile, into: &mut Sources) -> Result<(), Error> {
-    use super::yaml::Data;
+    use super::tree::Data;
     let root = super::json::parse(source)?;
     let listing = match &root.data {
         Data::Map(entries) => entries.iter().any(|(k, v)| {

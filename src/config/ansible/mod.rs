@@ -14,6 +14,7 @@ pub(crate) mod ini;
 pub(crate) mod json;
 pub(crate) mod load;
 pub(crate) mod resolve;
+pub(crate) mod tree;
 pub(crate) mod yaml;
 
 /// Where a value was written: a file and line, or the output of a script.
@@ -256,8 +257,14 @@ fn expand_ranges(name: &str) -> Result<Vec<String>, String> {
         if s > e {
             return Err(format!("range `[{range}]` in `{name}` runs backwards"));
         }
-        // A leading zero pads every number to the start's width.
+        // A leading zero pads every number to the start's width, which
+        // the end must then have too (as Ansible requires).
         let width = if start.len() > 1 && start.starts_with('0') {
+            if end.len() != start.len() {
+                return Err(format!(
+                    "range `[{range}]` in `{name}` starts with a zero-padded number, so its end needs as many digits"
+                ));
+            }
             start.len()
         } else {
             0
@@ -315,6 +322,7 @@ mod tests {
             (vec!["::1".into()], Some(22))
         );
         assert!(expand_host_pattern("web[3:1]").is_err());
+        assert!(expand_host_pattern("h[01:3]").is_err(), "as in Ansible");
         assert!(expand_host_pattern("web[1:").is_err());
         assert!(expand_host_pattern("h:x").is_err());
     }
