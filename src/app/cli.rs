@@ -187,7 +187,9 @@ mod tests {
 /// Options every command shares.
 #[derive(Debug, Args, Clone)]
 pub struct Common {
-    /// Inventory file [default: $FLEETFIX_INVENTORY, else ./inventory.toml]
+    /// Inventory: fleetfix TOML, or an Ansible inventory (INI, YAML,
+    /// `ansible-inventory --list` JSON, an inventory script, a directory)
+    /// [default: $FLEETFIX_INVENTORY, else ./inventory.toml]
     #[arg(short = 'i', long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
     /// Comma-separated node names, group names or globs; `!pat` excludes
