@@ -306,7 +306,7 @@ fn ini_precedence_and_mapping_by_value() {
     assert!(
         origins["port"]
             .as_str()
-            .is_some_and(|o| o.ends_with("host_vars/web02.example.net.yml:3")),
+            .is_some_and(|o| o.ends_with("host_vars/web02.example.net.yml:2")),
         "{origins}"
     );
     assert!(

@@ -165,66 +165,58 @@ impl Sources {
 
 /// Ansible's host patterns: `name`, `name:port`, `[v6addr]:port`, with
 /// ranges `web[01:20]`, `db[a:f]`, `n[1:10:2]` (several ranges multiply).
-/// Returns the host names and the port if one was given.
+/// Returns the host names and the port if one was given (port 0 sets
+/// none, as in Ansible).
 pub(crate) fn expand_host_pattern(pattern: &str) -> Result<(Vec<String>, Option<u16>), String> {
     let (name, port) = split_port(pattern)?;
-    Ok((expand_ranges(&name)?, port))
+    Ok((expand_ranges(&name)?, port.filter(|p| *p != 0)))
 }
 
 /// Splits a trailing `:port` off a host pattern as Ansible's
-/// `parse_address` does: a bare IPv6 address has no port, `[addr]:port`
-/// and `name:port` do.
+/// `parse_address` does: `[addr]:port` for IPv6, `name:port` otherwise; a
+/// bare IPv6 address has no port, and text after the colon that is no
+/// number leaves the whole pattern a name (Ansible keeps `h:x` as is).
 fn split_port(pattern: &str) -> Result<(String, Option<u16>), String> {
-    let parse_port = |p: &str| {
+    let parse_port = |p: &str| -> Result<Option<u16>, String> {
+        if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()) {
+            return Ok(None);
+        }
         p.parse::<u16>()
-            .map_err(|_| format!("`{pattern}` has a port that is not a number from 0 to 65535"))
+            .map(Some)
+            .map_err(|_| format!("`{pattern}` has a port above 65535"))
     };
     if let Some(rest) = pattern.strip_prefix('[')
         && let Some((addr, tail)) = rest.split_once(']')
         && addr.contains(':')
+        && let Some(p) = tail.strip_prefix(':')
+        && let Some(port) = parse_port(p)?
     {
-        // `[::1]` or `[::1]:22`.
-        return match tail.strip_prefix(':') {
-            Some(p) => Ok((addr.to_string(), Some(parse_port(p)?))),
-            None if tail.is_empty() => Ok((addr.to_string(), None)),
-            None => Err(format!("`{pattern}` is not a host pattern")),
-        };
+        return Ok((addr.to_string(), Some(port)));
     }
-    // More than one colon outside brackets: an IPv6 address, no port.
-    let outside: String = {
-        let mut depth = 0;
-        pattern
-            .chars()
-            .filter(|&c| {
-                match c {
-                    '[' => depth += 1,
-                    ']' => depth -= 1,
-                    _ => {}
-                }
-                depth == 0 && c == ':'
-            })
-            .collect()
-    };
-    if outside.len() > 1 {
-        return Ok((pattern.to_string(), None));
-    }
-    // The one colon outside brackets (if any) starts the port.
+    // Colons outside brackets: more than one is an IPv6 address, no port.
     let mut depth = 0i32;
-    for (i, c) in pattern.char_indices() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth -= 1,
-            ':' if depth == 0 => {
-                return Ok((
-                    pattern[..i].to_string(),
-                    Some(parse_port(&pattern[i + 1..])?),
-                ));
+    let outside: Vec<usize> = pattern
+        .char_indices()
+        .filter_map(|(i, c)| {
+            match c {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                ':' if depth == 0 => return Some(i),
+                _ => {}
             }
-            _ => {}
-        }
+            None
+        })
+        .collect();
+    if let [i] = outside[..]
+        && let Some(port) = parse_port(&pattern[i + 1..])?
+    {
+        return Ok((pattern[..i].to_string(), Some(port)));
     }
     Ok((pattern.to_string(), None))
 }
+
+/// Ansible's order of letters in a range: a–z, then A–Z.
+const LETTERS: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
 /// Expands every `[a:b]` / `[a:b:step]` range in `name`.
 fn expand_ranges(name: &str) -> Result<Vec<String>, String> {
@@ -243,11 +235,14 @@ fn expand_ranges(name: &str) -> Result<Vec<String>, String> {
         [s, e, st] => (*s, *e, st.parse::<usize>().map_err(|_| bad())?),
         _ => return Err(bad()),
     };
-    if step == 0 {
+    if step == 0 || end.is_empty() {
         return Err(bad());
     }
-    let items: Vec<String> = if start.chars().all(|c| c.is_ascii_digit()) && !start.is_empty() {
-        if !end.chars().all(|c| c.is_ascii_digit()) || end.is_empty() {
+    let backwards = || format!("range `[{range}]` in `{name}` runs backwards, so it names no host");
+    // An empty start is 0, as in Ansible.
+    let start = if start.is_empty() { "0" } else { start };
+    let items: Vec<String> = if start.chars().all(|c| c.is_ascii_digit()) {
+        if !end.chars().all(|c| c.is_ascii_digit()) {
             return Err(bad());
         }
         let (s, e): (u64, u64) = (
@@ -255,7 +250,7 @@ fn expand_ranges(name: &str) -> Result<Vec<String>, String> {
             end.parse().map_err(|_| bad())?,
         );
         if s > e {
-            return Err(format!("range `[{range}]` in `{name}` runs backwards"));
+            return Err(backwards());
         }
         // A leading zero pads every number to the start's width, which
         // the end must then have too (as Ansible requires).
@@ -277,7 +272,7 @@ fn expand_ranges(name: &str) -> Result<Vec<String>, String> {
         let letter = |t: &str| {
             let mut cs = t.chars();
             match (cs.next(), cs.next()) {
-                (Some(c), None) if c.is_ascii_alphabetic() => Some(c),
+                (Some(c), None) => LETTERS.find(c),
                 _ => None,
             }
         };
@@ -285,9 +280,13 @@ fn expand_ranges(name: &str) -> Result<Vec<String>, String> {
             return Err(bad());
         };
         if s > e {
-            return Err(format!("range `[{range}]` in `{name}` runs backwards"));
+            return Err(backwards());
         }
-        (s..=e).step_by(step).map(String::from).collect()
+        LETTERS[s..=e]
+            .chars()
+            .step_by(step)
+            .map(String::from)
+            .collect()
     };
     let tails = expand_ranges(tail)?;
     Ok(items
@@ -324,6 +323,24 @@ mod tests {
         assert!(expand_host_pattern("web[3:1]").is_err());
         assert!(expand_host_pattern("h[01:3]").is_err(), "as in Ansible");
         assert!(expand_host_pattern("web[1:").is_err());
-        assert!(expand_host_pattern("h:x").is_err());
+        assert_eq!(
+            expand_host_pattern("h:x").expect("a name"),
+            (vec!["h:x".into()], None)
+        );
+        assert_eq!(expand_host_pattern("h:0").expect("port 0").1, None);
+        assert!(expand_host_pattern("h:65536").is_err());
+        assert_eq!(
+            names("n[y:B]")[..],
+            ["ny", "nz", "nA", "nB"],
+            "a-z, then A-Z"
+        );
+        assert!(expand_host_pattern("x[A:c]").is_err());
+        assert_eq!(
+            names("[a:c]")[..],
+            ["a", "b", "c"],
+            "brackets without a port are a range"
+        );
+        assert_eq!(names("n[:2]")[..], ["n0", "n1", "n2"]);
+        assert!(expand_host_pattern("g[1:]").is_err());
     }
 }

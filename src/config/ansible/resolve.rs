@@ -139,8 +139,12 @@ impl<'a> Tree<'a> {
     fn groups_of(&self, host: &str) -> Vec<&'a str> {
         let mut seen: Vec<&'a str> = vec!["all"];
         let mut todo: Vec<&'a str> = self.member_of.get(host).cloned().unwrap_or_default();
+        // `ungrouped` holds exactly the hosts no other group holds (Ansible's
+        // reconcile, whatever the sources said).
         if todo.iter().all(|g| *g == "all" || *g == "ungrouped") {
             todo.push("ungrouped");
+        } else {
+            todo.retain(|g| *g != "ungrouped");
         }
         while let Some(g) = todo.pop() {
             if seen.contains(&g) {
@@ -618,6 +622,10 @@ mod tests {
         let hosts = resolve(&s).expect("resolves");
         assert_eq!(hosts[0].groups, ["all", "ungrouped"]);
         assert_eq!(hosts[1].groups, ["all", "g"]);
+        // Named before any section (ungrouped), then in a group: not both.
+        s.add_host("lone", Some("ungrouped"), &origin(3));
+        s.add_host("lone", Some("late"), &origin(4));
+        assert_eq!(resolve(&s).expect("resolves")[0].groups, ["all", "late"]);
     }
 
     #[test]
