@@ -157,8 +157,10 @@ impl Inventory {
     ) -> Result<Self, Error> {
         let defaults = Settings::default();
         let mut nodes = Vec::with_capacity(hosts.len());
+        // One `vars.NAME` label per variable name, shared by every node.
+        let mut labels: rustc_hash::FxHashMap<String, Arc<str>> = Default::default();
         for h in hosts {
-            nodes.push(Arc::new(ansible_node(h, ssh, &defaults)?));
+            nodes.push(Arc::new(ansible_node(h, ssh, &defaults, &mut labels)?));
         }
         if nodes.is_empty() {
             return Err(Error::input(
@@ -284,6 +286,7 @@ fn ansible_node(
     h: HostSpec,
     ssh: &crate::config::ssh_config::SshConfig,
     defaults: &Settings,
+    labels: &mut rustc_hash::FxHashMap<String, Arc<str>>,
 ) -> Result<Node, Error> {
     let bad_name = !h.name.is_empty()
         && h.name
@@ -355,8 +358,16 @@ fn ansible_node(
     };
     let mut vars = IndexMap::with_capacity(h.vars.len());
     for (k, v) in h.vars {
-        if let Some(value) = ansible_value(&v.value) {
-            origins.push((Arc::from(format!("vars.{k}").as_str()), v.origin));
+        if let Some(value) = ansible_value(v.value) {
+            let label = match labels.get(&k) {
+                Some(l) => l.clone(),
+                None => {
+                    let l: Arc<str> = Arc::from(format!("vars.{k}").as_str());
+                    labels.insert(k.clone(), l.clone());
+                    l
+                }
+            };
+            origins.push((label, v.origin));
             vars.insert(k, value);
         }
     }
@@ -377,21 +388,23 @@ fn ansible_node(
 
 /// An Ansible value as a TOML one. TOML has no null: a variable without a
 /// value is left undefined (and so is a null inside a list or map).
-fn ansible_value(v: &serde_json::Value) -> Option<toml::Value> {
+fn ansible_value(v: serde_json::Value) -> Option<toml::Value> {
     use serde_json::Value as J;
     Some(match v {
         J::Null => return None,
-        J::Bool(b) => toml::Value::Boolean(*b),
+        J::Bool(b) => toml::Value::Boolean(b),
         J::Number(n) => match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => toml::Value::Integer(i),
             (None, Some(f)) if n.is_f64() => toml::Value::Float(f),
             _ => toml::Value::String(n.to_string()),
         },
-        J::String(s) => toml::Value::String(s.clone()),
-        J::Array(items) => toml::Value::Array(items.iter().filter_map(ansible_value).collect()),
+        J::String(s) => toml::Value::String(s),
+        J::Array(items) => {
+            toml::Value::Array(items.into_iter().filter_map(ansible_value).collect())
+        }
         J::Object(map) => toml::Value::Table(
-            map.iter()
-                .filter_map(|(k, v)| Some((k.clone(), ansible_value(v)?)))
+            map.into_iter()
+                .filter_map(|(k, v)| Some((k, ansible_value(v)?)))
                 .collect(),
         ),
     })

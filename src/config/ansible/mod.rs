@@ -76,8 +76,9 @@ pub(crate) struct Sources {
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Group {
-    /// Hosts placed directly in this group, in first-seen order.
-    pub(crate) hosts: Vec<String>,
+    /// Hosts placed directly in this group, in first-seen order (a set:
+    /// a group of thousands is filled one host at a time).
+    pub(crate) hosts: indexmap::IndexSet<String>,
     /// Child groups, in first-seen order.
     pub(crate) children: Vec<String>,
     pub(crate) vars: IndexMap<String, Var>,
@@ -113,7 +114,16 @@ impl Default for Sources {
 impl Sources {
     /// Names a group (again); the first naming is its origin.
     pub(crate) fn add_group(&mut self, name: &str, origin: &Origin) -> &mut Group {
-        let g = self.groups.entry(name.to_string()).or_default();
+        // Looked up before a key is made: most namings are of known groups.
+        let i = match self.groups.get_index_of(name) {
+            Some(i) => i,
+            None => {
+                self.groups
+                    .insert_full(name.to_string(), Group::default())
+                    .0
+            }
+        };
+        let g = &mut self.groups[i];
         if g.origin.is_none() {
             g.origin = Some(origin.clone());
         }
@@ -123,15 +133,18 @@ impl Sources {
     /// Names a host, placing it in `group` when given (the group is named
     /// too). A host named again keeps its variables and first origin.
     pub(crate) fn add_host(&mut self, host: &str, group: Option<&str>, origin: &Origin) {
-        self.hosts.entry(host.to_string()).or_insert_with(|| Host {
-            vars: IndexMap::new(),
-            file_vars: IndexMap::new(),
-            origin: origin.clone(),
-        });
+        if !self.hosts.contains_key(host) {
+            let new = Host {
+                vars: IndexMap::new(),
+                file_vars: IndexMap::new(),
+                origin: origin.clone(),
+            };
+            self.hosts.insert(host.to_string(), new);
+        }
         if let Some(group) = group {
             let g = self.add_group(group, origin);
-            if !g.hosts.iter().any(|h| h == host) {
-                g.hosts.push(host.to_string());
+            if !g.hosts.contains(host) {
+                g.hosts.insert(host.to_string());
             }
         }
     }
@@ -147,16 +160,22 @@ impl Sources {
 
     /// Sets a group variable (a later source replaces an earlier value).
     pub(crate) fn set_group_var(&mut self, group: &str, key: &str, var: Var) {
-        let origin = var.origin.clone();
-        self.add_group(group, &origin)
-            .vars
-            .insert(key.to_string(), var);
+        let g = match self.groups.get_index_of(group) {
+            Some(i) => &mut self.groups[i],
+            None => {
+                let origin = var.origin.clone();
+                self.add_group(group, &origin)
+            }
+        };
+        g.vars.insert(key.to_string(), var);
     }
 
     /// Sets a host variable (a later source replaces an earlier value).
     pub(crate) fn set_host_var(&mut self, host: &str, key: &str, var: Var) {
-        let origin = var.origin.clone();
-        self.add_host(host, None, &origin);
+        if !self.hosts.contains_key(host) {
+            let origin = var.origin.clone();
+            self.add_host(host, None, &origin);
+        }
         if let Some(h) = self.hosts.get_mut(host) {
             h.vars.insert(key.to_string(), var);
         }

@@ -171,12 +171,13 @@ impl<'a> Tree<'a> {
 /// One host's variables merged with Ansible's precedence, low to high:
 /// `all`'s, `group_vars/all`, the other groups' in order, their
 /// `group_vars/` files, the host's own, its `host_vars/` file.
-fn host(sources: &Sources, tree: &Tree<'_>, name: &str) -> Result<HostSpec, Error> {
+fn host<'a>(sources: &'a Sources, tree: &Tree<'_>, name: &str) -> Result<HostSpec, Error> {
     let groups = tree.groups_of(name);
-    let mut merged: IndexMap<String, Var> = IndexMap::new();
-    let put = |merged: &mut IndexMap<String, Var>, vars: &IndexMap<String, Var>| {
+    // Merged by reference; only the winners are copied.
+    let mut merged: IndexMap<&str, &Var> = IndexMap::new();
+    let put = |merged: &mut IndexMap<&'a str, &'a Var>, vars: &'a IndexMap<String, Var>| {
         for (k, v) in vars {
-            merged.insert(k.clone(), v.clone());
+            merged.insert(k.as_str(), v);
         }
     };
     let group = |g: &str| sources.groups.get(g);
@@ -190,7 +191,7 @@ fn host(sources: &Sources, tree: &Tree<'_>, name: &str) -> Result<HostSpec, Erro
     for g in others.clone().filter_map(|g| group(g)) {
         for (k, v) in &g.vars {
             if k != "ansible_group_priority" {
-                merged.insert(k.clone(), v.clone());
+                merged.insert(k.as_str(), v);
             }
         }
     }
@@ -205,6 +206,10 @@ fn host(sources: &Sources, tree: &Tree<'_>, name: &str) -> Result<HostSpec, Erro
     };
     put(&mut merged, &h.vars);
     put(&mut merged, &h.file_vars);
+    let merged: IndexMap<String, Var> = merged
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     connection(name, h.origin.clone(), groups, merged)
 }
 
