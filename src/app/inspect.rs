@@ -129,18 +129,23 @@ pub(super) fn nodes(common: &Common) -> Result<ExitCode, Error> {
     if common.output == OutputFormat::Json {
         for &i in &chosen {
             let n = &inventory.nodes[i];
-            let origins: serde_json::Map<String, serde_json::Value> = n
-                .origins
+            // The resolved fleet: the inventory's fleet-wide variables
+            // under the node's own.
+            let origins: serde_json::Map<String, serde_json::Value> = inventory
+                .var_origins
                 .iter()
+                .chain(&n.origins)
                 .map(|(what, o)| (what.to_string(), o.to_string().into()))
                 .collect();
+            let mut vars = inventory.vars.clone();
+            vars.extend(n.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
             let line = serde_json::json!({
                 "name": &*n.name, "host": n.host, "port": n.port, "user": n.user,
                 "identity_file": n.identity_file, "groups": n.groups,
                 "connect_timeout_ms": n.connect_timeout.as_millis() as u64,
                 "host_key_pinned": n.host_key.is_some(),
                 "jump": n.jump.iter().map(|j| j.label()).collect::<Vec<_>>(),
-                "vars": n.vars,
+                "vars": vars,
                 "origins": origins,
             });
             crate::output::println(&line.to_string());
@@ -178,7 +183,7 @@ pub(super) fn nodes(common: &Common) -> Result<ExitCode, Error> {
             .to_string(),
         ];
         if sourced {
-            row.push(origins_cell(n));
+            row.push(origins_cell(&inventory, n));
         }
         table.add_row(row);
     }
@@ -188,9 +193,17 @@ pub(super) fn nodes(common: &Common) -> Result<ExitCode, Error> {
 
 /// Where a node's settings and variables came from, one line per origin:
 /// `hosts.ini:3  host port`, `group_vars/web.yml:2  vars.app`.
-fn origins_cell(n: &crate::config::inventory::Node) -> String {
+fn origins_cell(
+    inventory: &crate::config::inventory::Inventory,
+    n: &crate::config::inventory::Node,
+) -> String {
     let mut by_origin: Vec<(String, Vec<&str>)> = Vec::new();
-    for (what, o) in &n.origins {
+    // Fleet-wide variables a node's own does not override.
+    let fleet = inventory
+        .var_origins
+        .iter()
+        .filter(|(what, _)| !n.origins.iter().any(|(w, _)| w == what));
+    for (what, o) in fleet.chain(&n.origins) {
         let o = o.to_string();
         match by_origin.iter_mut().find(|(k, _)| *k == o) {
             Some((_, v)) => v.push(what),

@@ -130,6 +130,9 @@ pub struct Node {
 pub struct Inventory {
     pub source: SourceFile,
     pub vars: IndexMap<String, toml::Value>,
+    /// Where each of `vars` came from, for an Ansible inventory (its
+    /// `all` group); empty for TOML.
+    pub var_origins: Vec<(Arc<str>, Origin)>,
     pub nodes: Vec<Arc<Node>>,
 }
 
@@ -143,7 +146,8 @@ impl Inventory {
             ansible::load::Form::Toml(source) => Self::resolve(source, &ssh),
             ansible::load::Form::Ansible(sources) => {
                 let hosts = ansible::resolve::resolve(&sources)?;
-                Self::from_ansible(path, hosts, &ssh)
+                let fleet = ansible::resolve::fleet_vars(&sources);
+                Self::from_ansible(path, fleet, hosts, &ssh)
             }
         }
     }
@@ -152,6 +156,7 @@ impl Inventory {
     /// as TOML nodes (ssh_config fallback, jump hops, name checks).
     fn from_ansible(
         path: &std::path::Path,
+        fleet: IndexMap<String, ansible::Var>,
         hosts: Vec<HostSpec>,
         ssh: &crate::config::ssh_config::SshConfig,
     ) -> Result<Self, Error> {
@@ -168,12 +173,21 @@ impl Inventory {
                 "add hosts to a group, e.g. a line `web1 ansible_host=10.0.0.5` under [web]",
             ));
         }
+        let mut vars = IndexMap::with_capacity(fleet.len());
+        let mut var_origins = Vec::with_capacity(fleet.len());
+        for (k, v) in fleet {
+            if let Some(value) = ansible_value(v.value) {
+                var_origins.push((Arc::from(format!("vars.{k}").as_str()), v.origin));
+                vars.insert(k, value);
+            }
+        }
         Ok(Inventory {
             source: SourceFile {
                 path: path.to_path_buf(),
                 text: Arc::from(""),
             },
-            vars: IndexMap::new(),
+            vars,
+            var_origins,
             nodes,
         })
     }
@@ -264,6 +278,7 @@ impl Inventory {
         Ok(Inventory {
             source,
             vars: raw.vars,
+            var_origins: Vec::new(),
             nodes,
         })
     }

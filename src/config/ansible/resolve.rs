@@ -39,6 +39,27 @@ pub(crate) fn resolve(sources: &Sources) -> Result<Vec<HostSpec>, Error> {
         .collect()
 }
 
+/// The variables of `all` (its own, then `group_vars/all`) other than
+/// `ansible_*`: the lowest layer of every host, so fleetfix keeps them
+/// once, as an inventory's fleet-wide `[vars]`, instead of a copy per
+/// host (the hosts' own layers override them as node variables).
+pub(crate) fn fleet_vars(sources: &Sources) -> IndexMap<String, Var> {
+    let mut vars = IndexMap::new();
+    if let Some(all) = sources.groups.get("all") {
+        for (k, v) in all.vars.iter().chain(&all.file_vars) {
+            if !is_ansible(k) {
+                vars.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    vars
+}
+
+/// Ansible's own variables: settings, or refused, or kept per host.
+fn is_ansible(key: &str) -> bool {
+    key.starts_with("ansible_")
+}
+
 /// The group graph as Ansible reconciles it.
 struct Tree<'a> {
     parents: HashMap<&'a str, Vec<&'a str>>,
@@ -181,9 +202,14 @@ fn host<'a>(sources: &'a Sources, tree: &Tree<'_>, name: &str) -> Result<HostSpe
         }
     };
     let group = |g: &str| sources.groups.get(g);
+    // `all`'s own variables are the fleet's (`fleet_vars`), but for the
+    // ansible_* ones, which each host needs among its settings.
     if let Some(all) = group("all") {
-        put(&mut merged, &all.vars);
-        put(&mut merged, &all.file_vars);
+        for (k, v) in all.vars.iter().chain(&all.file_vars) {
+            if is_ansible(k) {
+                merged.insert(k.as_str(), v);
+            }
+        }
     }
     let others = groups.iter().filter(|g| **g != "all");
     // A group's `ansible_group_priority` is its priority, not a variable
