@@ -247,12 +247,7 @@ impl Inventory {
             };
             let jump = match raw_node.jump.as_ref().or(d.jump.as_ref()) {
                 Some(j) => resolve_jump(&source, &raw.jump_hosts, j, ssh, &defaults)?,
-                None => fallback
-                    .proxy_jump
-                    .iter()
-                    .map(|hop| parse_hop(hop, ssh, &defaults))
-                    .collect::<Option<Vec<_>>>()
-                    .unwrap_or_default(),
+                None => ssh_config_jump(&fallback, ssh, &defaults),
             };
             nodes.push(Arc::new(Node {
                 name: Arc::from(name.as_str()),
@@ -303,11 +298,7 @@ fn ansible_node(
     defaults: &Settings,
     labels: &mut rustc_hash::FxHashMap<String, Arc<str>>,
 ) -> Result<Node, Error> {
-    let bad_name = !h.name.is_empty()
-        && h.name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if !bad_name {
+    if !is_node_name(&h.name) {
         return Err(ansible::resolve::error_at(
             &h.origin,
             format!(
@@ -364,12 +355,7 @@ fn ansible_node(
                 })
                 .collect::<Result<Vec<_>, _>>()?
         }
-        None => fallback
-            .proxy_jump
-            .iter()
-            .map(|hop| parse_hop(hop, ssh, defaults))
-            .collect::<Option<Vec<_>>>()
-            .unwrap_or_default(),
+        None => ssh_config_jump(&fallback, ssh, defaults),
     };
     let mut vars = IndexMap::with_capacity(h.vars.len());
     for (k, v) in h.vars {
@@ -461,12 +447,17 @@ fn word(
     ))
 }
 
-fn check_name(source: &SourceFile, name: &str, at: &Spanned<RawNode>) -> Result<(), Error> {
-    let ok = !name.is_empty()
+/// Letters, digits, `-`, `_`, `.`: names go into file names and
+/// `--limit` patterns.
+fn is_node_name(name: &str) -> bool {
+    !name.is_empty()
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if ok {
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+fn check_name(source: &SourceFile, name: &str, at: &Spanned<RawNode>) -> Result<(), Error> {
+    if is_node_name(name) {
         return Ok(());
     }
     Err(Error::at(
@@ -578,6 +569,21 @@ fn resolve_jump(
             }),
         })
         .collect()
+}
+
+/// The hops of `~/.ssh/config`'s ProxyJump for a node without its own
+/// (none if one of them does not parse).
+fn ssh_config_jump(
+    fallback: &HostSettings,
+    ssh: &crate::config::ssh_config::SshConfig,
+    defaults: &Settings,
+) -> Vec<JumpHost> {
+    fallback
+        .proxy_jump
+        .iter()
+        .map(|hop| parse_hop(hop, ssh, defaults))
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default()
 }
 
 /// `[user@]host[:port]`, resolved like any jump host.

@@ -131,6 +131,15 @@ fn url_in(line: &str) -> String {
         .to_string()
 }
 
+/// From the line printed for a server off loopback: the loopback
+/// address to reach it at (its port on 127.0.0.1), and its token.
+fn loopback_and_token(line: &str) -> (String, String) {
+    let url = url_in(line);
+    let port = authority(&url).rsplit(':').next().unwrap().to_string();
+    let token = url.split("token=").nth(1).unwrap().to_string();
+    (format!("127.0.0.1:{port}"), token)
+}
+
 /// `host:port` of `http://host:port/…`.
 fn authority(url: &str) -> String {
     url["http://".len()..]
@@ -249,10 +258,7 @@ fn runs_html_is_one_offline_page_and_runs_serve_asks_off_loopback_for_its_token(
     cmd.args(["runs", "--serve", "0.0.0.0:0"]);
     secret_env(&mut cmd, &fleet);
     let (child, line) = start_and_read_url(cmd, "token=");
-    let url = url_in(&line);
-    let port = authority(&url).rsplit(':').next().unwrap().to_string();
-    let token = url.split("token=").nth(1).unwrap().to_string();
-    let addr = format!("127.0.0.1:{port}");
+    let (addr, token) = loopback_and_token(&line);
     let (status, _, body) = get(&addr, "/", "");
     assert_eq!(status, 401, "{body}");
     assert_eq!(get(&addr, &format!("/runs/{id}"), "").0, 401);
@@ -527,10 +533,7 @@ fn run_serve_off_loopback_needs_the_token_and_lingers_until_interrupted() {
     cmd.args(["--serve", "0.0.0.0:0", "--serve-linger"]);
     secret_env(&mut cmd, &fleet);
     let (child, line) = start_and_read_url(cmd, "token=");
-    let url = url_in(&line);
-    let port = authority(&url).rsplit(':').next().unwrap().to_string();
-    let token = url.split("token=").nth(1).unwrap().to_string();
-    let addr = format!("127.0.0.1:{port}");
+    let (addr, token) = loopback_and_token(&line);
     assert_eq!(get(&addr, "/", "").0, 401);
     assert_eq!(get(&addr, "/events", "").0, 401);
     assert_eq!(get(&addr, "/?token=nope", "").0, 401);

@@ -35,21 +35,34 @@ pub(crate) fn read(path: &Path) -> Result<Form, Error> {
         }
     };
     let mut sources = Sources::default();
-    if meta.is_dir() {
-        read_dir(path, &mut sources)?;
-    } else if is_script(path, &meta) {
-        run_script(path, &mut sources)?;
-    } else {
-        let source = SourceFile::read(path, "inventory")?;
-        match kind(&source) {
-            Kind::Toml => return Ok(Form::Toml(source)),
-            Kind::Ini => super::ini::read(&source, &mut sources)?,
-            Kind::Yaml => super::yaml::read(&source, &mut sources)?,
-            Kind::Json => read_json_file(&source, &mut sources)?,
-        }
+    if let Some(toml) = read_entry(path, &meta, &mut sources)? {
+        return Ok(Form::Toml(toml));
     }
     read_vars_dirs(&base_dir(path, meta.is_dir()), &mut sources)?;
     Ok(Form::Ansible(sources))
+}
+
+/// Reads one path (a directory, a script or a file) into `into`; a
+/// fleetfix TOML file is handed back instead, for the caller to decide.
+fn read_entry(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    into: &mut Sources,
+) -> Result<Option<SourceFile>, Error> {
+    if meta.is_dir() {
+        read_dir(path, into)?;
+    } else if is_script(path, meta) {
+        run_script(path, into)?;
+    } else {
+        let source = SourceFile::read(path, "inventory")?;
+        match kind(&source) {
+            Kind::Toml => return Ok(Some(source)),
+            Kind::Ini => super::ini::read(&source, into)?,
+            Kind::Yaml => super::yaml::read(&source, into)?,
+            Kind::Json => read_json_file(&source, into)?,
+        }
+    }
+    Ok(None)
 }
 
 #[derive(Debug, PartialEq)]
@@ -169,26 +182,14 @@ fn read_dir(dir: &Path, into: &mut Sources) -> Result<(), Error> {
             continue;
         }
         let meta = std::fs::metadata(&path).map_err(|e| io_error(&path, e))?;
-        if meta.is_dir() {
-            read_dir(&path, into)?;
-        } else if is_script(&path, &meta) {
-            run_script(&path, into)?;
-        } else {
-            let source = SourceFile::read(&path, "inventory")?;
-            match kind(&source) {
-                Kind::Toml => {
-                    return Err(Error::input(
-                        format!(
-                            "{} is a fleetfix TOML inventory inside an Ansible inventory directory",
-                            path.display()
-                        ),
-                        "pass the TOML file itself with -i; a directory is read as Ansible's",
-                    ));
-                }
-                Kind::Ini => super::ini::read(&source, into)?,
-                Kind::Yaml => super::yaml::read(&source, into)?,
-                Kind::Json => read_json_file(&source, into)?,
-            }
+        if read_entry(&path, &meta, into)?.is_some() {
+            return Err(Error::input(
+                format!(
+                    "{} is a fleetfix TOML inventory inside an Ansible inventory directory",
+                    path.display()
+                ),
+                "pass the TOML file itself with -i; a directory is read as Ansible's",
+            ));
         }
     }
     Ok(())

@@ -650,21 +650,12 @@ fn events(live: &Live, after: Option<u64>) -> Response<ResBody> {
                             continue;
                         }
                     };
-                    let mut out = Vec::new();
-                    let mut over = false;
-                    match msg {
-                        Ok(batch) => frames(&batch, &mut after, &mut out),
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            let _ = tx.send(Bytes::from_static(RELOAD)).await;
-                            return;
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    }
-                    // What else comes within COALESCE of the last write
-                    // goes with it: the browser (and the run's host) wake
-                    // a few times a second, not once per burst.
+                    // This message and what else comes within COALESCE of
+                    // the last write go out together: the browser (and the
+                    // run's host) wake a few times a second, not per burst.
                     let due = last_write + COALESCE;
-                    while let Ok(next) = tokio::time::timeout_at(due, rx.recv()).await {
+                    let (mut out, mut over, mut next) = (Vec::new(), false, msg);
+                    loop {
                         match next {
                             Ok(batch) => frames(&batch, &mut after, &mut out),
                             Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -675,6 +666,10 @@ fn events(live: &Live, after: Option<u64>) -> Response<ResBody> {
                                 over = true;
                                 break;
                             }
+                        }
+                        match tokio::time::timeout_at(due, rx.recv()).await {
+                            Ok(m) => next = m,
+                            Err(_) => break,
                         }
                     }
                     if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
